@@ -1,0 +1,385 @@
+//! Configuration: the TOML file as typed (`File`) becomes the validated `Config` once, at
+//! start, and is passed down by reference. Every key has an embedded default, so `fabgate`
+//! with no file starts a working lab. `config/fabgate.toml` documents every key; a test
+//! checks that it parses and matches these defaults.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be used. Startup errors: they stop the daemon with the
+/// file, the key and a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}\nhint: `fabgate config default` prints every key with its default")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole configuration. Field docs are the reference for `config/fabgate.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub broker: BrokerConfig,
+    pub protocol: ProtocolConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory for the database and generated files; relative paths are taken from the
+    /// working directory (systemd's `StateDirectory` is passed as `$STATE_DIRECTORY`).
+    pub data_dir: PathBuf,
+    /// SQLite file name inside `data_dir` (or an absolute path).
+    pub database: PathBuf,
+    /// `full` makes every acknowledged write survive a power cut (one fsync per batch of
+    /// board messages); `normal` survives a crash of the daemon but may lose the last
+    /// transactions on power loss, with fewer writes to the SD card.
+    pub synchronous: Synchronous,
+    /// Seconds between flushes of in-memory heartbeat state (machine and board last seen,
+    /// open-use heartbeats) to the database. Keeps the SD card from being written every
+    /// few seconds.
+    pub flush_interval_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address the embedded MQTT 3.1.1 broker listens on. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Accept boards without credentials. Off by default: add board credentials with
+    /// `fabgate board add`.
+    pub allow_anonymous: bool,
+    /// Most simultaneous MQTT connections (boards, tools).
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted; a bigger one closes that client's connection.
+    /// Boards never send more than 300 bytes.
+    pub max_payload_size: usize,
+    /// Size of one in-memory log segment per subscription filter (bytes, >= 1024). Each
+    /// board subscribes two filters, so this bounds the broker's memory per board.
+    pub segment_size: usize,
+    /// Number of log segments kept per subscription filter besides the active one (>= 1).
+    pub segment_count: usize,
+    /// Segment size for the daemon's own `machine/+` filter, which takes every board
+    /// message: large enough that a burst never outruns the daemon.
+    pub inbox_segment_size: usize,
+    /// Seconds a new connection has to send its CONNECT packet.
+    pub connection_timeout_s: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolConfig {
+    /// First topic level of board messages: boards publish on `<topic>/<machine id>`.
+    pub topic: String,
+    /// Suffix of the reply topic (`machine/1/reply`).
+    pub reply_subtopic: String,
+    /// Suffix of the request topic for remote start/stop (`machine/1/request`).
+    pub request_subtopic: String,
+    /// Prefix of the statistics topic: stats go to `<stats_topic>/<stats_id>`.
+    pub stats_topic: String,
+    /// Name used in the statistics topic.
+    pub stats_id: String,
+    /// Seconds between statistics messages; 0 disables them.
+    pub stats_interval_s: u64,
+    /// A machine is online while its board spoke within this many seconds.
+    pub online_window_s: i64,
+    /// An open use with no heartbeat for this many seconds is closed.
+    pub orphan_after_s: i64,
+    /// Seconds between checks for orphan uses and remote requests.
+    pub housekeeping_interval_ms: u64,
+    /// Most cards in a `synccache` reply (FabOMatic's cap is 200).
+    pub synccache_max_cards: usize,
+    /// Largest reply payload in bytes. The firmware reads whole packets into a 300-byte
+    /// buffer and drops the connection on anything larger, so replies are cut to fit.
+    pub max_reply_bytes: usize,
+    /// A replayed `stopuse` with no open use is a duplicate when a closed use of the same
+    /// member and machine with the same duration ended within this many seconds.
+    pub duplicate_window_s: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// error, warn, info, debug or trace; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::default(),
+            broker: BrokerConfig::default(),
+            protocol: ProtocolConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("data"),
+            database: PathBuf::from("fabgate.db"),
+            synchronous: Synchronous::Full,
+            flush_interval_s: 120,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: "0.0.0.0:1883".parse().expect("valid literal"),
+            allow_anonymous: false,
+            max_connections: 512,
+            max_payload_size: 4096,
+            segment_size: 4096,
+            segment_count: 1,
+            inbox_segment_size: 1024 * 1024,
+            connection_timeout_s: 10,
+        }
+    }
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            topic: "machine".into(),
+            reply_subtopic: "/reply".into(),
+            request_subtopic: "/request".into(),
+            stats_topic: "stats".into(),
+            stats_id: "fabgate".into(),
+            stats_interval_s: 5,
+            online_window_s: 90,
+            orphan_after_s: 3600,
+            housekeeping_interval_ms: 1000,
+            synccache_max_cards: 200,
+            max_reply_bytes: 256,
+            duplicate_window_s: 86_400,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file; keys it leaves out keep their defaults.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, Error> {
+        let mut config: Config = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.normalise();
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The embedded defaults, for a start without any file.
+    pub fn embedded() -> Config {
+        let mut config = Config::default();
+        config.normalise();
+        config
+    }
+
+    /// The default configuration as commented TOML is `config/fabgate.toml`, compiled in.
+    pub fn default_toml() -> &'static str {
+        include_str!("../config/fabgate.toml")
+    }
+
+    /// Full path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.store.data_dir.join(&self.store.database)
+    }
+
+    /// Topic names may be written with stray slashes (FabOMatic's README does);
+    /// protocol.md §8.14 says trim them.
+    fn normalise(&mut self) {
+        let p = &mut self.protocol;
+        p.topic = p.topic.trim_matches('/').to_string();
+        p.stats_topic = p.stats_topic.trim_matches('/').to_string();
+        for sub in [&mut p.reply_subtopic, &mut p.request_subtopic] {
+            let t = sub.trim_matches('/');
+            *sub = format!("/{t}");
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), Error> {
+        let bad = |key: &'static str, message: &str| Error::Invalid {
+            path: path.to_owned(),
+            key,
+            message: message.to_string(),
+        };
+        let p = &self.protocol;
+        if p.topic.is_empty() || p.topic.contains(['+', '#', '/']) {
+            return Err(bad(
+                "protocol.topic",
+                "must be one topic level without wildcards, e.g. \"machine\"",
+            ));
+        }
+        if p.stats_topic.is_empty() || p.stats_topic.contains(['+', '#']) {
+            return Err(bad("protocol.stats_topic", "must be a topic without wildcards"));
+        }
+        for (key, sub) in [
+            ("protocol.reply_subtopic", &p.reply_subtopic),
+            ("protocol.request_subtopic", &p.request_subtopic),
+        ] {
+            if sub.len() < 2 || sub.contains(['+', '#']) || sub[1..].contains('/') {
+                return Err(bad(key, "must be one topic level, e.g. \"/reply\""));
+            }
+        }
+        if p.reply_subtopic == p.request_subtopic {
+            return Err(bad(
+                "protocol.request_subtopic",
+                "must differ from reply_subtopic",
+            ));
+        }
+        if !(64..=4096).contains(&p.max_reply_bytes) {
+            return Err(bad(
+                "protocol.max_reply_bytes",
+                "must be between 64 and 4096 (boards read at most 300 bytes)",
+            ));
+        }
+        if p.online_window_s <= 0 || p.orphan_after_s <= 0 || p.duplicate_window_s < 0 {
+            return Err(bad(
+                "protocol.online_window_s",
+                "time windows must be positive numbers of seconds",
+            ));
+        }
+        if p.housekeeping_interval_ms == 0 {
+            return Err(bad("protocol.housekeeping_interval_ms", "must be above 0"));
+        }
+        let b = &self.broker;
+        if b.segment_size < 1024 {
+            return Err(bad("broker.segment_size", "must be at least 1024 bytes"));
+        }
+        if b.inbox_segment_size < 1024 {
+            return Err(bad("broker.inbox_segment_size", "must be at least 1024 bytes"));
+        }
+        if b.segment_count < 1 {
+            return Err(bad("broker.segment_count", "must be at least 1"));
+        }
+        if b.max_connections < 1 {
+            return Err(bad("broker.max_connections", "must be at least 1"));
+        }
+        if b.max_payload_size < 512 {
+            return Err(bad(
+                "broker.max_payload_size",
+                "must be at least 512 bytes (boards send up to 300)",
+            ));
+        }
+        if b.connection_timeout_s == 0 {
+            return Err(bad("broker.connection_timeout_s", "must be above 0"));
+        }
+        if self.store.flush_interval_s == 0 {
+            return Err(bad("store.flush_interval_s", "must be above 0"));
+        }
+        if self.store.database.as_os_str().is_empty() {
+            return Err(bad("store.database", "must name a file"));
+        }
+        if log_level(&self.log.level).is_none() {
+            return Err(bad(
+                "log.level",
+                "must be one of error, warn, info, debug, trace",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a log level name.
+pub fn log_level(name: &str) -> Option<log::LevelFilter> {
+    match name.to_ascii_lowercase().as_str() {
+        "error" => Some(log::LevelFilter::Error),
+        "warn" | "warning" => Some(log::LevelFilter::Warn),
+        "info" => Some(log::LevelFilter::Info),
+        "debug" => Some(log::LevelFilter::Debug),
+        "trace" => Some(log::LevelFilter::Trace),
+        "off" => Some(log::LevelFilter::Off),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_example_matches_the_embedded_defaults() {
+        let parsed = Config::from_toml(Config::default_toml(), Path::new("config/fabgate.toml"))
+            .expect("config/fabgate.toml parses");
+        assert_eq!(parsed, Config::embedded());
+    }
+
+    #[test]
+    fn unknown_key_names_the_file_and_key() {
+        let err = Config::from_toml("[broker]\nlisten_port = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        for (text, key) in [
+            ("[protocol]\ntopic = \"a/+\"\n", "protocol.topic"),
+            ("[broker]\nsegment_size = 10\n", "broker.segment_size"),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
+            ("[protocol]\nmax_reply_bytes = 10\n", "protocol.max_reply_bytes"),
+        ] {
+            let err = Config::from_toml(text, Path::new("f.toml")).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let err = Config::from_toml("[broker]\nlisten = \"nope\"\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn slashes_around_topics_are_trimmed() {
+        let c = Config::from_toml(
+            "[protocol]\ntopic = \"machine/\"\nstats_topic = \"stats/\"\nreply_subtopic = \"reply\"\n",
+            Path::new("f.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.protocol.topic, "machine");
+        assert_eq!(c.protocol.stats_topic, "stats");
+        assert_eq!(c.protocol.reply_subtopic, "/reply");
+    }
+}

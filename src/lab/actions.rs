@@ -1,0 +1,303 @@
+//! Operations that read and change the lab: card checks, usage sessions, maintenance,
+//! board heartbeats, orphan sessions. Each runs inside the caller's transaction.
+
+use super::{is_online, level, may_use, overdue, Decision, Level, Reason, Rules, MAX_DURATION_S};
+use crate::store::{self, BoardInfo, Hot, Machine, Member, Plan, Result};
+use rusqlite::Connection;
+
+/// What an operation works with: the transaction, the write-behind state, the clock.
+pub struct Ctx<'a> {
+    pub db: &'a Connection,
+    pub hot: &'a mut Hot,
+    pub now: i64,
+    pub rules: &'a Rules,
+}
+
+/// A machine as a board needs to see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineStatus {
+    pub machine: Machine,
+    /// The first overdue maintenance plan, if any.
+    pub due: Option<Plan>,
+}
+
+/// Looks a machine up and marks its board as seen (every board message but synccache).
+pub fn touch_machine(ctx: &mut Ctx, machine_id: i64) -> Result<Option<Machine>> {
+    let machine = store::machine(ctx.db, machine_id)?;
+    if machine.is_some() {
+        ctx.hot.machine_seen(machine_id, ctx.now);
+    }
+    Ok(machine)
+}
+
+/// Plans of the machine that are overdue, with the seconds used since each was last done.
+pub fn overdue_plans(db: &Connection, machine_id: i64) -> Result<Vec<(Plan, i64)>> {
+    let mut due = Vec::new();
+    for plan in store::plans(db, machine_id)? {
+        let used = store::seconds_used_since_intervention(db, &plan)?;
+        if overdue(plan.hours_between, used) {
+            due.push((plan, used));
+        }
+    }
+    Ok(due)
+}
+
+pub fn machine_status(db: &Connection, machine: Machine) -> Result<MachineStatus> {
+    let due = overdue_plans(db, machine.id)?.into_iter().next().map(|(p, _)| p);
+    Ok(MachineStatus { machine, due })
+}
+
+/// The outcome of presenting a card at a machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CardCheck {
+    /// No member holds this card; the attempt was recorded in `unknown_cards`.
+    Unknown,
+    Known { member: Member, decision: Decision },
+}
+
+/// `checkuser`: may the holder of this card use the machine? Unknown cards are recorded,
+/// one row per attempt, so staff can turn them into members.
+pub fn check_card(ctx: &mut Ctx, machine: &Machine, uid: &str) -> Result<CardCheck> {
+    let Some(member) = store::member_by_card(ctx.db, uid)? else {
+        store::insert_unknown_card(ctx.db, uid, machine.id, ctx.now)?;
+        return Ok(CardCheck::Unknown);
+    };
+    let authorized = store::has_authorization(ctx.db, member.id, machine.id)?;
+    let decision = may_use(&member, machine, authorized);
+    Ok(CardCheck::Known { member, decision })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseOutcome {
+    UnknownCard,
+    /// `inuse` with a duration outside 0..=24 h.
+    BadDuration,
+    /// Recorded; for a stop, the seconds added to the machine.
+    Recorded { seconds: i64 },
+    /// A replayed message already recorded earlier: answered, not recorded again.
+    Duplicate { seconds: i64 },
+}
+
+/// Closes an open use as the board reported it: end = start + duration.
+fn close(ctx: &mut Ctx, u: &store::Use, duration: i64) -> Result<()> {
+    store::close_use(ctx.db, u.id, u.start + duration, ctx.now)?;
+    ctx.hot.use_closed(u.id);
+    Ok(())
+}
+
+/// `startuse`: closes whatever is open on the machine (each at its last heartbeat), then
+/// opens a use for the card's holder. No authorization check: the board already decided
+/// (protocol.md §2.3). A replayed start while the same member's use is still open is the
+/// late copy of a start we already recorded (§8.7) and changes nothing.
+pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> Result<UseOutcome> {
+    let Some(member) = store::member_by_card(ctx.db, uid)? else {
+        return Ok(UseOutcome::UnknownCard);
+    };
+    let open = store::open_uses(ctx.db, machine.id)?;
+    if replay && open.iter().any(|u| u.member_id == member.id) {
+        return Ok(UseOutcome::Duplicate { seconds: 0 });
+    }
+    let mut closed = 0;
+    for u in &open {
+        let seen = ctx.hot.use_last_seen(u.id, u.last_seen);
+        let d = (seen - u.start).max(0);
+        close(ctx, u, d)?;
+        closed += d;
+    }
+    store::add_machine_seconds(ctx.db, machine.id, closed)?;
+    store::insert_use(ctx.db, member.id, machine.id, ctx.now, ctx.now, None, Some(replay))?;
+    Ok(UseOutcome::Recorded { seconds: 0 })
+}
+
+/// `inuse`: a heartbeat of the session. With no open use the board missed our startuse,
+/// so one is opened `duration` seconds ago (protocol.md §2.4).
+pub fn in_use(ctx: &mut Ctx, machine: &Machine, uid: &str, duration: i64) -> Result<UseOutcome> {
+    let Some(member) = store::member_by_card(ctx.db, uid)? else {
+        return Ok(UseOutcome::UnknownCard);
+    };
+    if !(0..=MAX_DURATION_S).contains(&duration) {
+        return Ok(UseOutcome::BadDuration);
+    }
+    match store::open_uses(ctx.db, machine.id)?.first() {
+        Some(u) => {
+            if u.member_id != member.id {
+                log::warn!(
+                    "machine {}: inuse for member {} but the open use {} belongs to member {}",
+                    machine.id,
+                    member.id,
+                    u.id,
+                    u.member_id
+                );
+            }
+            ctx.hot.use_heartbeat(u.id, ctx.now);
+        }
+        None => {
+            store::insert_use(ctx.db, member.id, machine.id, ctx.now - duration, ctx.now, None, None)?;
+        }
+    }
+    Ok(UseOutcome::Recorded { seconds: 0 })
+}
+
+/// `stopuse`: closes the machine's open use at start + duration (a board has one user at a
+/// time, so the card only matters for a new row). With no open use the whole session
+/// happened while we did not see it and is recorded closed. Fixes of protocol.md §8:
+/// machine hours are added once (§8.8), a replayed copy of a stop already recorded is not
+/// recorded again (§8.7), a zero-length stop on a free machine records nothing (§8.11).
+pub fn stop_use(
+    ctx: &mut Ctx,
+    machine: &Machine,
+    uid: &str,
+    duration: i64,
+    replay: bool,
+) -> Result<UseOutcome> {
+    let Some(member) = store::member_by_card(ctx.db, uid)? else {
+        return Ok(UseOutcome::UnknownCard);
+    };
+    let d = if (0..=MAX_DURATION_S).contains(&duration) {
+        duration
+    } else {
+        1
+    };
+    let open = store::open_uses(ctx.db, machine.id)?;
+    if let Some((first, others)) = open.split_first() {
+        if first.member_id != member.id {
+            log::warn!(
+                "machine {}: stopuse for member {} closes use {} of member {}",
+                machine.id,
+                member.id,
+                first.id,
+                first.member_id
+            );
+        }
+        close(ctx, first, d)?;
+        let mut total = d;
+        for u in others {
+            let seen = ctx.hot.use_last_seen(u.id, u.last_seen);
+            let extra = (seen - u.start).max(0);
+            close(ctx, u, extra)?;
+            total += extra;
+        }
+        store::add_machine_seconds(ctx.db, machine.id, total)?;
+        return Ok(UseOutcome::Recorded { seconds: total });
+    }
+    if d == 0 {
+        return Ok(UseOutcome::Recorded { seconds: 0 });
+    }
+    let since = ctx.now - ctx.rules.duplicate_window_s;
+    if replay && store::closed_use_with_duration_since(ctx.db, member.id, machine.id, d, since)? {
+        return Ok(UseOutcome::Duplicate { seconds: d });
+    }
+    store::insert_use(ctx.db, member.id, machine.id, ctx.now - d, ctx.now, Some(ctx.now), Some(replay))?;
+    store::add_machine_seconds(ctx.db, machine.id, d)?;
+    Ok(UseOutcome::Recorded { seconds: d })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceOutcome {
+    UnknownCard,
+    /// The member's role may not sign off maintenance, or the member is disabled.
+    NotAllowed,
+    /// One intervention per overdue plan (possibly none).
+    Recorded { interventions: usize },
+}
+
+/// `maintenance`: the card's holder did the maintenance; every overdue plan of the machine
+/// gets an intervention, which restarts its counter (protocol.md §2.6). Naturally
+/// idempotent: a replayed copy finds nothing overdue.
+pub fn register_maintenance(
+    ctx: &mut Ctx,
+    machine: &Machine,
+    uid: &str,
+    replay: bool,
+) -> Result<MaintenanceOutcome> {
+    let Some(member) = store::member_by_card(ctx.db, uid)? else {
+        return Ok(MaintenanceOutcome::UnknownCard);
+    };
+    if !member.role.maintenance || member.disabled {
+        return Ok(MaintenanceOutcome::NotAllowed);
+    }
+    let due = overdue_plans(ctx.db, machine.id)?;
+    for (plan, _) in &due {
+        store::insert_intervention(ctx.db, plan.id, machine.id, member.id, ctx.now, replay.then_some(true))?;
+    }
+    Ok(MaintenanceOutcome::Recorded {
+        interventions: due.len(),
+    })
+}
+
+/// `alive`: remembers what the board reported (written to the database at the next flush).
+pub fn board_alive(ctx: &mut Ctx, machine: &Machine, info: BoardInfo) {
+    ctx.hot.board_alive(machine.id, info);
+}
+
+/// Cards the board may cache (synccache): active members allowed on the machine, by id.
+pub fn cards_for_machine(db: &Connection, machine: &Machine) -> Result<Vec<(String, Level)>> {
+    let authorized = store::authorized_member_ids(db, machine.id)?;
+    let mut cards = Vec::new();
+    for m in store::active_members_with_cards(db)? {
+        if let Decision::Allowed(level) = may_use(&m, machine, authorized.contains(&m.id)) {
+            cards.push((m.card_uid.clone().unwrap_or_default(), level));
+        }
+    }
+    Ok(cards)
+}
+
+/// Closes open uses whose board stopped sending heartbeats more than `orphan_after_s` ago,
+/// at their last heartbeat + 1 s as FabOMatic does (protocol.md §6.7). Returns how many.
+pub fn close_orphans(ctx: &mut Ctx) -> Result<usize> {
+    let mut n = 0;
+    for u in store::all_open_uses(ctx.db)? {
+        let seen = ctx.hot.use_last_seen(u.id, u.last_seen);
+        if ctx.now - seen > ctx.rules.orphan_after_s {
+            let d = (seen - u.start).max(0) + 1;
+            close(ctx, &u, d)?;
+            store::add_machine_seconds(ctx.db, u.machine_id, d)?;
+            log::info!("closed orphan use {} on machine {} after {d} s", u.id, u.machine_id);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Why a remote start/stop cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteRefusal {
+    UnknownMachine,
+    Offline,
+    Card(Reason),
+}
+
+impl std::fmt::Display for RemoteRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            RemoteRefusal::UnknownMachine => f.write_str("no such machine"),
+            RemoteRefusal::Offline => f.write_str("the machine's board is offline"),
+            RemoteRefusal::Card(r) => f.write_str(r.describe()),
+        }
+    }
+}
+
+/// May a remote start/stop be sent to this machine on behalf of this card? The board must
+/// be online and the card must belong to an active member (protocol.md §2.9, §8.12).
+pub fn check_remote_request(
+    db: &Connection,
+    hot: &Hot,
+    machine_id: i64,
+    uid: &str,
+    now: i64,
+    rules: &Rules,
+) -> Result<std::result::Result<(), RemoteRefusal>> {
+    let Some(machine) = store::machine(db, machine_id)? else {
+        return Ok(Err(RemoteRefusal::UnknownMachine));
+    };
+    let seen = hot.machine_last_seen(machine_id).max(machine.last_seen);
+    if !is_online(seen, now, rules.online_window_s) {
+        return Ok(Err(RemoteRefusal::Offline));
+    }
+    Ok(match store::member_by_card(db, uid)? {
+        None => Err(RemoteRefusal::Card(Reason::UnknownCard)),
+        Some(m) if m.deleted => Err(RemoteRefusal::Card(Reason::Deleted)),
+        Some(m) if level(&m) == Level::Invalid => Err(RemoteRefusal::Card(Reason::Disabled)),
+        Some(_) => Ok(()),
+    })
+}

@@ -1,0 +1,9 @@
+//! fabgate: runs a FabLab from one Raspberry Pi. This crate root wires the modules; the
+//! binary in `main.rs` only parses the command line.
+//!
+//! Dependency direction: `config` ← `store` ← `lab` ← {`terminals`, `jobs`, `cli`};
+//! `broker` moves bytes and knows no rules.
+
+pub mod config;
+pub mod lab;
+pub mod store;

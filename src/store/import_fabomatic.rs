@@ -1,0 +1,1 @@
+//! Import of a FabOMatic database (any schema revision).

@@ -1,0 +1,197 @@
+//! SQLite storage: opening the database with the right pragmas, migrations, and typed
+//! queries. The store knows tables, not rules: what a row *means* for a board or a member
+//! is decided in `lab`.
+//!
+//! Every connection runs in WAL mode with a busy timeout, so the daemon, the panel and the
+//! CLI (another process) can share one file. Writers use `BEGIN IMMEDIATE` transactions.
+
+mod admin;
+mod hot;
+pub mod import_fabomatic;
+mod queries;
+mod schema;
+
+pub use admin::*;
+pub use hot::{BoardInfo, Hot};
+pub use queries::*;
+
+use crate::config::Synchronous;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What went wrong with the database, in our terms.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open database {path}: {source}\nhint: is the directory writable by this user?")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path} has schema version {found}, newer than this fabgate ({known}); upgrade fabgate")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("migrating the database to version {version}: {source}")]
+    Migrate {
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to open connections to one database file.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+    synchronous: Synchronous,
+}
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let store = Store {
+            path: path.to_owned(),
+            synchronous,
+        };
+        let mut conn = store.connect()?;
+        migrate(&mut conn, path)?;
+        Ok(store)
+    }
+
+    /// Opens an existing database without creating it (for read-only tools).
+    pub fn open_existing(path: &Path, synchronous: Synchronous) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::Invalid(format!(
+                "no database at {}: start the daemon once or check store.data_dir",
+                path.display()
+            )));
+        }
+        Self::open(path, synchronous)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection with the daemon's pragmas.
+    pub fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open(&self.path).map_err(|source| Error::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let sync = match self.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {sync};
+             PRAGMA foreign_keys = ON;
+             PRAGMA journal_size_limit = 4194304;"
+        ))
+        .map_err(|source| Error::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+}
+
+/// Schema version this build writes.
+pub fn schema_version() -> i64 {
+    schema::MIGRATIONS.len() as i64
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = schema_version();
+    if current > known {
+        return Err(Error::TooNew {
+            path: path.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i + 1;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| Error::Migrate { version, source })?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now as usize >= version {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {version}")))
+            .and_then(|_| tx.commit())
+            .map_err(|source| Error::Migrate { version, source })?;
+        log::info!("database migrated to schema version {version}");
+    }
+    Ok(())
+}
+
+/// Current UTC time in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/lab.db");
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        let conn = store.connect().unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, schema_version());
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        Store::open(&path, Synchronous::Normal).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        let store = Store::open(&path, Synchronous::Normal).unwrap();
+        store
+            .connect()
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 999")
+            .unwrap();
+        let err = Store::open(&path, Synchronous::Normal).unwrap_err();
+        assert!(matches!(err, Error::TooNew { found: 999, .. }), "{err}");
+    }
+}

@@ -1,0 +1,120 @@
+//! The database schema as an ordered list of migrations. The version lives in
+//! `PRAGMA user_version`; a migration is never edited once released, only appended.
+//!
+//! Names follow FabOMatic's concepts (protocol.md §6.8, features.md §c.3) so an import is a
+//! straight mapping. Times are UTC Unix seconds (INTEGER); machine hours stay a REAL
+//! counter because FabOMatic lets staff edit it.
+
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the lab as the boards see it.
+    r#"
+CREATE TABLE roles (
+    role_id       INTEGER PRIMARY KEY,
+    role_name     TEXT NOT NULL UNIQUE,
+    authorize_all INTEGER NOT NULL DEFAULT 0,  -- may use every machine (level 2 on boards)
+    reserved      INTEGER NOT NULL DEFAULT 0,  -- cannot be edited or deleted
+    maintenance   INTEGER NOT NULL DEFAULT 0,  -- may sign off maintenance with a card
+    backend_admin INTEGER NOT NULL DEFAULT 0   -- may log into the panel
+);
+CREATE TABLE members (
+    member_id      INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL,
+    surname        TEXT NOT NULL DEFAULT '',
+    role_id        INTEGER NOT NULL REFERENCES roles(role_id),
+    card_uid       TEXT UNIQUE,                 -- lowercase hex as the boards send it
+    disabled       INTEGER NOT NULL DEFAULT 0,  -- may not use machines
+    deleted        INTEGER NOT NULL DEFAULT 0,  -- soft delete; history kept
+    email          TEXT,
+    password_hash  TEXT,                        -- argon2 PHC or imported werkzeug pbkdf2
+    weekly_summary INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX members_email ON members(email COLLATE NOCASE) WHERE email IS NOT NULL AND email <> '';
+CREATE TABLE machine_types (
+    type_id     INTEGER PRIMARY KEY,
+    type_name   TEXT NOT NULL UNIQUE,
+    timeout_min INTEGER NOT NULL DEFAULT 1440, -- auto-logoff on the board; 0 = never
+    grace_min   INTEGER,                       -- power-off grace; NULL = board default
+    access_open INTEGER NOT NULL DEFAULT 0     -- 1 = no authorization needed
+);
+CREATE TABLE machines (
+    machine_id    INTEGER PRIMARY KEY,         -- the id in the board's MQTT topic
+    machine_name  TEXT NOT NULL UNIQUE,
+    type_id       INTEGER REFERENCES machine_types(type_id),
+    machine_hours REAL NOT NULL DEFAULT 0,     -- cumulative, hours
+    blocked       INTEGER NOT NULL DEFAULT 0,
+    last_seen     INTEGER                      -- flushed from memory periodically
+);
+CREATE TABLE authorizations (
+    member_id  INTEGER NOT NULL REFERENCES members(member_id) ON DELETE CASCADE,
+    machine_id INTEGER NOT NULL REFERENCES machines(machine_id) ON DELETE CASCADE,
+    PRIMARY KEY (member_id, machine_id)
+) WITHOUT ROWID;
+CREATE INDEX authorizations_machine ON authorizations(machine_id);
+CREATE TABLE maintenances (
+    maintenance_id   INTEGER PRIMARY KEY,
+    machine_id       INTEGER NOT NULL REFERENCES machines(machine_id) ON DELETE CASCADE,
+    hours_between    REAL NOT NULL,
+    description      TEXT NOT NULL,
+    lcd_message      TEXT,                     -- 16 characters on the board's LCD
+    instructions_url TEXT
+);
+CREATE INDEX maintenances_machine ON maintenances(machine_id);
+CREATE TABLE interventions (
+    intervention_id INTEGER PRIMARY KEY,
+    maintenance_id  INTEGER NOT NULL REFERENCES maintenances(maintenance_id) ON DELETE CASCADE,
+    machine_id      INTEGER NOT NULL REFERENCES machines(machine_id) ON DELETE CASCADE,
+    member_id       INTEGER NOT NULL REFERENCES members(member_id),
+    timestamp       INTEGER NOT NULL,
+    replay          INTEGER
+);
+CREATE INDEX interventions_plan ON interventions(maintenance_id, timestamp);
+CREATE TABLE uses (
+    use_id     INTEGER PRIMARY KEY,
+    member_id  INTEGER NOT NULL REFERENCES members(member_id),
+    machine_id INTEGER NOT NULL REFERENCES machines(machine_id) ON DELETE CASCADE,
+    start_ts   INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,               -- heartbeat (inuse)
+    end_ts     INTEGER,                        -- NULL while open
+    replay     INTEGER                         -- 1 when the board sent it from its offline buffer
+);
+CREATE INDEX uses_machine_start ON uses(machine_id, start_ts);
+CREATE INDEX uses_member_start ON uses(member_id, start_ts);
+CREATE INDEX uses_open ON uses(machine_id) WHERE end_ts IS NULL;
+CREATE TABLE unknown_cards (
+    id         INTEGER PRIMARY KEY,
+    card_uid   TEXT NOT NULL,
+    machine_id INTEGER REFERENCES machines(machine_id) ON DELETE CASCADE,
+    timestamp  INTEGER NOT NULL
+);
+CREATE INDEX unknown_cards_time ON unknown_cards(timestamp);
+CREATE TABLE boards (
+    machine_id INTEGER PRIMARY KEY REFERENCES machines(machine_id) ON DELETE CASCADE,
+    ip_address TEXT NOT NULL DEFAULT '',
+    fw_version TEXT NOT NULL DEFAULT '',
+    serial     TEXT NOT NULL DEFAULT '',
+    heap       INTEGER NOT NULL DEFAULT 0,
+    last_seen  INTEGER NOT NULL
+);
+-- MQTT credentials. machine_id NULL = lab-wide credentials shared by every board.
+CREATE TABLE board_credentials (
+    username   TEXT PRIMARY KEY,
+    machine_id INTEGER REFERENCES machines(machine_id) ON DELETE CASCADE,
+    salt       BLOB NOT NULL,
+    hash       BLOB NOT NULL,                  -- SHA-256(salt || password)
+    created_at INTEGER NOT NULL
+);
+-- Remote start/stop asked for by the CLI or another process; the daemon publishes them.
+CREATE TABLE board_requests (
+    id           INTEGER PRIMARY KEY,
+    machine_id   INTEGER NOT NULL,
+    request_type TEXT NOT NULL CHECK (request_type IN ('start', 'stop')),
+    card_uid     TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+];
