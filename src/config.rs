@@ -252,7 +252,10 @@ impl Config {
             ));
         }
         if p.stats_topic.is_empty() || p.stats_topic.contains(['+', '#']) {
-            return Err(bad("protocol.stats_topic", "must be a topic without wildcards"));
+            return Err(bad(
+                "protocol.stats_topic",
+                "must be a topic without wildcards",
+            ));
         }
         for (key, sub) in [
             ("protocol.reply_subtopic", &p.reply_subtopic),
@@ -288,7 +291,10 @@ impl Config {
             return Err(bad("broker.segment_size", "must be at least 1024 bytes"));
         }
         if b.inbox_segment_size < 1024 {
-            return Err(bad("broker.inbox_segment_size", "must be at least 1024 bytes"));
+            return Err(bad(
+                "broker.inbox_segment_size",
+                "must be at least 1024 bytes",
+            ));
         }
         if b.segment_count < 1 {
             return Err(bad("broker.segment_count", "must be at least 1"));
@@ -360,9 +366,14 @@ mod tests {
             ("[protocol]\ntopic = \"a/+\"\n", "protocol.topic"),
             ("[broker]\nsegment_size = 10\n", "broker.segment_size"),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
-            ("[protocol]\nmax_reply_bytes = 10\n", "protocol.max_reply_bytes"),
+            (
+                "[protocol]\nmax_reply_bytes = 10\n",
+                "protocol.max_reply_bytes",
+            ),
         ] {
-            let err = Config::from_toml(text, Path::new("f.toml")).unwrap_err().to_string();
+            let err = Config::from_toml(text, Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
         let err = Config::from_toml("[broker]\nlisten = \"nope\"\n", Path::new("f.toml"))

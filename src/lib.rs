@@ -2,8 +2,14 @@
 //! binary in `main.rs` only parses the command line.
 //!
 //! Dependency direction: `config` ← `store` ← `lab` ← {`terminals`, `jobs`, `cli`};
-//! `broker` moves bytes and knows no rules.
+//! `broker` moves bytes and knows no rules; `daemon` builds them all.
 
+pub mod broker;
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod jobs;
 pub mod lab;
+pub mod logging;
 pub mod store;
+pub mod terminals;

@@ -43,7 +43,10 @@ pub fn overdue_plans(db: &Connection, machine_id: i64) -> Result<Vec<(Plan, i64)
 }
 
 pub fn machine_status(db: &Connection, machine: Machine) -> Result<MachineStatus> {
-    let due = overdue_plans(db, machine.id)?.into_iter().next().map(|(p, _)| p);
+    let due = overdue_plans(db, machine.id)?
+        .into_iter()
+        .next()
+        .map(|(p, _)| p);
     Ok(MachineStatus { machine, due })
 }
 
@@ -52,7 +55,10 @@ pub fn machine_status(db: &Connection, machine: Machine) -> Result<MachineStatus
 pub enum CardCheck {
     /// No member holds this card; the attempt was recorded in `unknown_cards`.
     Unknown,
-    Known { member: Member, decision: Decision },
+    Known {
+        member: Member,
+        decision: Decision,
+    },
 }
 
 /// `checkuser`: may the holder of this card use the machine? Unknown cards are recorded,
@@ -73,9 +79,13 @@ pub enum UseOutcome {
     /// `inuse` with a duration outside 0..=24 h.
     BadDuration,
     /// Recorded; for a stop, the seconds added to the machine.
-    Recorded { seconds: i64 },
+    Recorded {
+        seconds: i64,
+    },
     /// A replayed message already recorded earlier: answered, not recorded again.
-    Duplicate { seconds: i64 },
+    Duplicate {
+        seconds: i64,
+    },
 }
 
 /// Closes an open use as the board reported it: end = start + duration.
@@ -105,7 +115,15 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         closed += d;
     }
     store::add_machine_seconds(ctx.db, machine.id, closed)?;
-    store::insert_use(ctx.db, member.id, machine.id, ctx.now, ctx.now, None, Some(replay))?;
+    store::insert_use(
+        ctx.db,
+        member.id,
+        machine.id,
+        ctx.now,
+        ctx.now,
+        None,
+        Some(replay),
+    )?;
     Ok(UseOutcome::Recorded { seconds: 0 })
 }
 
@@ -132,7 +150,15 @@ pub fn in_use(ctx: &mut Ctx, machine: &Machine, uid: &str, duration: i64) -> Res
             ctx.hot.use_heartbeat(u.id, ctx.now);
         }
         None => {
-            store::insert_use(ctx.db, member.id, machine.id, ctx.now - duration, ctx.now, None, None)?;
+            store::insert_use(
+                ctx.db,
+                member.id,
+                machine.id,
+                ctx.now - duration,
+                ctx.now,
+                None,
+                None,
+            )?;
         }
     }
     Ok(UseOutcome::Recorded { seconds: 0 })
@@ -187,7 +213,15 @@ pub fn stop_use(
     if replay && store::closed_use_with_duration_since(ctx.db, member.id, machine.id, d, since)? {
         return Ok(UseOutcome::Duplicate { seconds: d });
     }
-    store::insert_use(ctx.db, member.id, machine.id, ctx.now - d, ctx.now, Some(ctx.now), Some(replay))?;
+    store::insert_use(
+        ctx.db,
+        member.id,
+        machine.id,
+        ctx.now - d,
+        ctx.now,
+        Some(ctx.now),
+        Some(replay),
+    )?;
     store::add_machine_seconds(ctx.db, machine.id, d)?;
     Ok(UseOutcome::Recorded { seconds: d })
 }
@@ -198,7 +232,9 @@ pub enum MaintenanceOutcome {
     /// The member's role may not sign off maintenance, or the member is disabled.
     NotAllowed,
     /// One intervention per overdue plan (possibly none).
-    Recorded { interventions: usize },
+    Recorded {
+        interventions: usize,
+    },
 }
 
 /// `maintenance`: the card's holder did the maintenance; every overdue plan of the machine
@@ -218,7 +254,14 @@ pub fn register_maintenance(
     }
     let due = overdue_plans(ctx.db, machine.id)?;
     for (plan, _) in &due {
-        store::insert_intervention(ctx.db, plan.id, machine.id, member.id, ctx.now, replay.then_some(true))?;
+        store::insert_intervention(
+            ctx.db,
+            plan.id,
+            machine.id,
+            member.id,
+            ctx.now,
+            replay.then_some(true),
+        )?;
     }
     Ok(MaintenanceOutcome::Recorded {
         interventions: due.len(),
@@ -252,7 +295,11 @@ pub fn close_orphans(ctx: &mut Ctx) -> Result<usize> {
             let d = (seen - u.start).max(0) + 1;
             close(ctx, &u, d)?;
             store::add_machine_seconds(ctx.db, u.machine_id, d)?;
-            log::info!("closed orphan use {} on machine {} after {d} s", u.id, u.machine_id);
+            log::info!(
+                "closed orphan use {} on machine {} after {d} s",
+                u.id,
+                u.machine_id
+            );
             n += 1;
         }
     }

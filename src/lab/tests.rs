@@ -39,18 +39,45 @@ fn may_use_follows_fabomatic_order() {
     use Decision::*;
     // (disabled, deleted, authorize_all, blocked, open type, authorization) → decision
     let table = [
-        ((false, false, false, false, false, true), Allowed(Level::Normal)),
-        ((false, false, false, false, false, false), Denied(Reason::NotAuthorized)),
-        ((false, false, false, false, true, false), Allowed(Level::Normal)),
-        ((false, false, false, true, true, true), Denied(Reason::MachineBlocked)),
-        ((false, false, true, true, false, false), Allowed(Level::Staff)),
-        ((true, false, true, false, true, true), Denied(Reason::Disabled)),
-        ((false, true, true, false, true, true), Denied(Reason::Deleted)),
-        ((true, true, false, false, false, true), Denied(Reason::Disabled)),
+        (
+            (false, false, false, false, false, true),
+            Allowed(Level::Normal),
+        ),
+        (
+            (false, false, false, false, false, false),
+            Denied(Reason::NotAuthorized),
+        ),
+        (
+            (false, false, false, false, true, false),
+            Allowed(Level::Normal),
+        ),
+        (
+            (false, false, false, true, true, true),
+            Denied(Reason::MachineBlocked),
+        ),
+        (
+            (false, false, true, true, false, false),
+            Allowed(Level::Staff),
+        ),
+        (
+            (true, false, true, false, true, true),
+            Denied(Reason::Disabled),
+        ),
+        (
+            (false, true, true, false, true, true),
+            Denied(Reason::Deleted),
+        ),
+        (
+            (true, true, false, false, false, true),
+            Denied(Reason::Disabled),
+        ),
     ];
     for ((dis, del, all, blocked, open, auth), want) in table {
         let got = may_use(&member(dis, del, all), &machine(blocked, open), auth);
-        assert_eq!(got, want, "disabled={dis} deleted={del} all={all} blocked={blocked} open={open} auth={auth}");
+        assert_eq!(
+            got, want,
+            "disabled={dis} deleted={del} all={all} blocked={blocked} open={open} auth={auth}"
+        );
     }
 }
 

@@ -44,7 +44,9 @@ impl Hot {
 
     /// The freshest heartbeat of an open use: memory or the database value.
     pub fn use_last_seen(&self, use_id: i64, stored: i64) -> i64 {
-        self.use_seen.get(&use_id).map_or(stored, |&t| t.max(stored))
+        self.use_seen
+            .get(&use_id)
+            .map_or(stored, |&t| t.max(stored))
     }
 
     pub fn use_closed(&mut self, use_id: i64) {
@@ -61,7 +63,9 @@ impl Hot {
     }
 
     pub fn is_dirty(&self) -> bool {
-        !self.dirty_machines.is_empty() || !self.use_seen.is_empty() || !self.dirty_boards.is_empty()
+        !self.dirty_machines.is_empty()
+            || !self.use_seen.is_empty()
+            || !self.dirty_boards.is_empty()
     }
 
     /// Writes pending state inside the caller's transaction. Rows that vanished meanwhile
@@ -88,7 +92,14 @@ impl Hot {
             )?;
             for id in &self.dirty_boards {
                 let b = &self.boards[id];
-                st.execute(params![id, b.ip, b.fw_version, b.serial, b.heap, b.last_seen])?;
+                st.execute(params![
+                    id,
+                    b.ip,
+                    b.fw_version,
+                    b.serial,
+                    b.heap,
+                    b.last_seen
+                ])?;
             }
         }
         self.dirty_machines.clear();

@@ -23,7 +23,9 @@ use std::time::Duration;
 /// What went wrong with the database, in our terms.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open database {path}: {source}\nhint: is the directory writable by this user?")]
+    #[error(
+        "cannot open database {path}: {source}\nhint: is the directory writable by this user?"
+    )]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
@@ -173,9 +175,13 @@ mod tests {
         let path = dir.path().join("sub/lab.db");
         let store = Store::open(&path, Synchronous::Normal).unwrap();
         let conn = store.connect().unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, schema_version());
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
         drop(conn);
         Store::open(&path, Synchronous::Normal).unwrap();

@@ -137,15 +137,15 @@ pub fn active_members_with_cards(conn: &Connection) -> Result<Vec<Member>> {
 }
 
 pub fn has_authorization(conn: &Connection, member_id: i64, machine_id: i64) -> Result<bool> {
-    let mut st = conn.prepare_cached(
-        "SELECT 1 FROM authorizations WHERE member_id = ?1 AND machine_id = ?2",
-    )?;
+    let mut st = conn
+        .prepare_cached("SELECT 1 FROM authorizations WHERE member_id = ?1 AND machine_id = ?2")?;
     Ok(st.exists(params![member_id, machine_id])?)
 }
 
 /// Ids of the members authorized on a machine.
 pub fn authorized_member_ids(conn: &Connection, machine_id: i64) -> Result<Vec<i64>> {
-    let mut st = conn.prepare_cached("SELECT member_id FROM authorizations WHERE machine_id = ?1")?;
+    let mut st =
+        conn.prepare_cached("SELECT member_id FROM authorizations WHERE machine_id = ?1")?;
     let rows = st.query_map([machine_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -176,7 +176,9 @@ pub fn open_uses(conn: &Connection, machine_id: i64) -> Result<Vec<Use>> {
 
 /// Every open use in the lab.
 pub fn all_open_uses(conn: &Connection) -> Result<Vec<Use>> {
-    let mut st = conn.prepare_cached(&format!("{USE_SELECT} WHERE end_ts IS NULL ORDER BY use_id"))?;
+    let mut st = conn.prepare_cached(&format!(
+        "{USE_SELECT} WHERE end_ts IS NULL ORDER BY use_id"
+    ))?;
     let rows = st.query_map([], use_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -199,7 +201,9 @@ pub fn insert_use(
         "INSERT INTO uses (member_id, machine_id, start_ts, last_seen, end_ts, replay)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    st.execute(params![member_id, machine_id, start, last_seen, end, replay])?;
+    st.execute(params![
+        member_id, machine_id, start, last_seen, end, replay
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -1,0 +1,171 @@
+//! The embedded MQTT broker (rumqttd through `Router` + `Server` + `LinkBuilder`, see
+//! research/deps.md §1). It moves bytes and knows no rules: the daemon's own in-process
+//! links are handed to `terminals` and `jobs`.
+//!
+//! Around rumqttd's gaps: segment sizes are tiny per board filter and larger for our own
+//! inbox filter (its defaults grow to ~1 GB per filter); our links use random client ids
+//! that devices cannot guess, ids with our prefix are refused at CONNECT, and a dead link
+//! is rebuilt by its owner. rumqttd has no topic ACL: any authenticated client may publish
+//! on any topic, so the protocol layer validates what it receives.
+
+mod auth;
+
+pub use auth::{hash_password, Authenticator};
+
+use crate::config::BrokerConfig;
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::{ConnectionSettings, RouterConfig, ServerSettings};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Client ids starting with this are the daemon's own and refused to devices.
+pub const RESERVED_PREFIX: &str = "fabgate-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen for MQTT on {addr}: {source}\nhint: another broker (mosquitto?) may hold the port; stop it or change broker.listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the MQTT listener on {0} did not come up")]
+    NotListening(SocketAddr),
+    #[error("cannot start the broker: {0}")]
+    Start(String),
+}
+
+type LinkFactory = dyn Fn(&str) -> Result<(LinkTx, LinkRx), LinkError> + Send + Sync;
+
+/// A running broker. Cheap to clone; links can be made at any time.
+#[derive(Clone)]
+pub struct Broker {
+    addr: SocketAddr,
+    make_link: Arc<LinkFactory>,
+}
+
+impl Broker {
+    /// Starts the router thread and the MQTT 3.1.1 listener thread, and returns once the
+    /// listener accepts connections. `inbox_filter` gets a larger log segment.
+    pub fn start(
+        cfg: &BrokerConfig,
+        auth: Option<Authenticator>,
+        inbox_filter: &str,
+    ) -> Result<Broker, Error> {
+        let addr = reserve_address(cfg.listen)?;
+        let mut custom = HashMap::new();
+        custom.insert(
+            inbox_filter.to_string(),
+            rumqttd::SegmentConfig {
+                max_segment_size: cfg.inbox_segment_size,
+                max_segment_count: 2,
+            },
+        );
+        let router_cfg = RouterConfig {
+            max_connections: cfg.max_connections + 8,
+            max_outgoing_packet_count: 256,
+            max_segment_size: cfg.segment_size,
+            max_segment_count: cfg.segment_count,
+            custom_segment: Some(custom),
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        };
+        let router_tx = rumqttd::Router::new(0, router_cfg).spawn();
+        let mut settings = ServerSettings {
+            name: "boards".into(),
+            listen: addr,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections: ConnectionSettings {
+                connection_timeout_ms: cfg.connection_timeout_s.saturating_mul(1000),
+                max_payload_size: cfg.max_payload_size,
+                max_inflight_count: 16,
+                auth: None,
+                external_auth: None,
+                dynamic_filters: true,
+            },
+        };
+        if let Some(auth) = auth {
+            settings.set_auth_handler(move |client_id, user, pass| {
+                std::future::ready(auth.check(&client_id, &user, &pass))
+            });
+        }
+        let mut server =
+            rumqttd::Server::new(settings, router_tx.clone(), rumqttd::protocol::v4::V4);
+        std::thread::Builder::new()
+            .name("mqtt-listener".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        log::error!("cannot start the MQTT runtime: {e}");
+                        return;
+                    }
+                };
+                if let Err(e) = rt.block_on(server.start(rumqttd::LinkType::Remote)) {
+                    log::error!("MQTT listener on {addr} stopped: {e}");
+                }
+            })
+            .map_err(|e| Error::Start(e.to_string()))?;
+        wait_listening(addr)?;
+        let make_link = move |id: &str| -> Result<(LinkTx, LinkRx), LinkError> {
+            let (tx, rx, _) = LinkBuilder::new(id, router_tx.clone())
+                .clean_session(true)
+                .build()?;
+            Ok((tx, rx))
+        };
+        Ok(Broker {
+            addr,
+            make_link: Arc::new(make_link),
+        })
+    }
+
+    /// The address the listener is bound to (the real port when 0 was configured).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new in-process link with an unguessable client id `fabgate-<role>-<random>`.
+    pub fn link(&self, role: &str) -> Result<(LinkTx, LinkRx), LinkError> {
+        let id = format!("{RESERVED_PREFIX}{role}-{}", auth::random_hex(8));
+        (self.make_link)(&id)
+    }
+}
+
+/// rumqttd binds its own listener and cannot report the port it got, so we check the
+/// address is free (and pick a port for port 0) by binding it ourselves first. The port
+/// is free again an instant later when rumqttd binds it.
+fn reserve_address(addr: SocketAddr) -> Result<SocketAddr, Error> {
+    let probe = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    probe
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// Waits until the listener accepts TCP connections (rumqttd binds asynchronously).
+fn wait_listening(addr: SocketAddr) -> Result<(), Error> {
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::new(
+            if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        )
+    } else {
+        addr
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(Error::NotListening(addr))
+}

@@ -1,0 +1,283 @@
+//! The command line: `fabgate` runs the daemon; subcommands administer the lab on a
+//! headless Pi. They open the same database as the daemon (WAL lets both work at once),
+//! and the daemon reads it on every board message, so changes apply at once.
+
+mod admin;
+
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fabgate",
+    version,
+    about = "Runs a FabLab from one Raspberry Pi: MQTT broker for Fab-O-Matic boards, SQLite store, staff panel"
+)]
+pub struct Cli {
+    /// Configuration file (TOML); every key has a default.
+    #[arg(long, global = true, env = "FABGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default without a subcommand).
+    Run,
+    /// Import a FabOMatic database (any schema revision) into this lab.
+    ImportFabomatic {
+        /// The FabOMatic SQLite file (it is only read).
+        path: PathBuf,
+        /// Replace the lab's existing data.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Members (FabOMatic's users).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Roles and what they allow.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Machine types: auto-logoff, grace period, authorization needed.
+    #[command(subcommand)]
+    MachineType(MachineTypeCmd),
+    /// Machines (the id is the board's machine id).
+    #[command(subcommand)]
+    Machine(MachineCmd),
+    /// Authorize a member on a machine (or revoke it).
+    Authorize {
+        /// Member: id, card UID or email.
+        user: String,
+        /// Machine: id or name.
+        machine: String,
+        /// Remove the authorization instead.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Maintenance plans.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
+    /// MQTT credentials of the boards.
+    #[command(subcommand)]
+    Board(BoardCmd),
+    /// Usage sessions.
+    #[command(subcommand)]
+    Uses(UsesCmd),
+    /// Export the whole lab as one JSON document on stdout.
+    Export {
+        /// JSON output (the only format for now).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ListOpts {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a member.
+    Add {
+        /// First name (shown on the board's LCD).
+        name: String,
+        #[arg(long, default_value = "")]
+        surname: String,
+        /// RFID card UID (8 hex digits as the boards read it).
+        #[arg(long)]
+        card: Option<String>,
+        /// Role name or id (default: the first role without special rights).
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List members.
+    List(ListOpts),
+    /// Stop a member from using machines.
+    Disable {
+        /// Member: id, card UID or email.
+        user: String,
+    },
+    /// Let a disabled member use machines again.
+    Enable {
+        /// Member: id, card UID or email.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// Add a role.
+    Add {
+        name: String,
+        /// May use every machine, even blocked ones (level 2 on the boards).
+        #[arg(long)]
+        authorize_all: bool,
+        /// May sign off maintenance with a card.
+        #[arg(long)]
+        maintenance: bool,
+        /// May log into the panel.
+        #[arg(long)]
+        panel: bool,
+    },
+    /// List roles.
+    List(ListOpts),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MachineTypeCmd {
+    /// Add a machine type.
+    Add {
+        name: String,
+        /// Auto-logoff after this many minutes of use (0 = never).
+        #[arg(long, default_value_t = 1440)]
+        timeout_min: i64,
+        /// Minutes the machine stays powered after logoff (empty = board default).
+        #[arg(long)]
+        grace_min: Option<i64>,
+        /// No authorization needed: every active member may use it.
+        #[arg(long)]
+        open: bool,
+    },
+    /// List machine types.
+    List(ListOpts),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MachineCmd {
+    /// Add a machine.
+    Add {
+        name: String,
+        /// Machine type: name or id.
+        #[arg(long = "type")]
+        machine_type: String,
+        /// Machine id as configured on its board (default: next free).
+        #[arg(long)]
+        id: Option<i64>,
+    },
+    /// List machines with their state.
+    List(ListOpts),
+    /// Block a machine for everybody but authorize-all roles.
+    Block { machine: String },
+    /// Unblock a machine.
+    Unblock { machine: String },
+    /// Ask the machine's board to start a session for a card (board must be online).
+    Start {
+        machine: String,
+        /// Card UID of the member the session is for.
+        #[arg(long)]
+        card: String,
+    },
+    /// Ask the machine's board to end its session (board must be online).
+    Stop {
+        machine: String,
+        /// Card UID of the staff member asking.
+        #[arg(long)]
+        card: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCmd {
+    /// Add a maintenance plan to a machine.
+    Add {
+        /// Machine: id or name.
+        machine: String,
+        /// Due after this many hours of use.
+        #[arg(long)]
+        hours: f64,
+        #[arg(long)]
+        description: String,
+        /// Text shown on the board's LCD when due (16 characters).
+        #[arg(long)]
+        lcd: Option<String>,
+        /// Link to instructions.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// List plans with hours used since the last intervention.
+    List(ListOpts),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoardCmd {
+    /// Add MQTT credentials: lab-wide (--lab) or for one machine's board (--machine).
+    Add {
+        /// Credentials shared by every board (what most labs flash into all boards).
+        #[arg(long, conflicts_with = "machine", required_unless_present = "machine")]
+        lab: bool,
+        /// Credentials for the board of this machine (id or name).
+        #[arg(long)]
+        machine: Option<String>,
+        /// Username (default for --machine: board-<id>).
+        #[arg(long)]
+        username: Option<String>,
+        /// Password (default: a random one, printed once).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List credentials and the boards seen.
+    List(ListOpts),
+    /// Remove credentials.
+    Remove { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsesCmd {
+    /// List usage sessions, newest first.
+    List {
+        /// Only this machine (id or name).
+        #[arg(long)]
+        machine: Option<String>,
+        /// Only sessions still open.
+        #[arg(long)]
+        open: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate a configuration file (default: --config / FABGATE_CONFIG).
+    Check { file: Option<PathBuf> },
+    /// Print the default configuration with every key documented.
+    Default,
+}
+
+/// Loads the configuration named on the command line, or the embedded defaults.
+pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::config::Error> {
+    let mut config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded(),
+    };
+    // systemd's StateDirectory= wins over the relative default data directory.
+    if config.store.data_dir.is_relative() {
+        if let Some(state) = std::env::var_os("STATE_DIRECTORY") {
+            config.store.data_dir = PathBuf::from(state).join(&config.store.data_dir);
+        }
+    }
+    Ok(config)
+}
+
+/// Runs an administration command; returns the process exit code.
+pub fn run_admin(command: Command, config: &Config) -> anyhow_lite::Result {
+    admin::run(command, config)
+}
+
+/// Minimal error plumbing for the CLI: a message printed once, exit code 1.
+pub mod anyhow_lite {
+    pub type Result = std::result::Result<(), String>;
+}

@@ -1,0 +1,100 @@
+//! Starting and stopping the whole daemon: store, broker, board link, jobs. Everything is
+//! built here from the validated config and handed its handles (no globals).
+
+use crate::broker::{Authenticator, Broker};
+use crate::config::Config;
+use crate::jobs::{self, Jobs};
+use crate::lab::Rules;
+use crate::store::{self, Hot, Store};
+use crate::terminals::{BoardLink, Protocol, Stats};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] store::Error),
+    #[error("{0}")]
+    Broker(#[from] crate::broker::Error),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub mqtt_addr: SocketAddr,
+    pub store: Store,
+    pub hot: Arc<Mutex<Hot>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Daemon {
+    pub fn start(config: &Config) -> Result<Daemon, StartError> {
+        let store = Store::open(&config.database_path(), config.store.synchronous)?;
+        let auth = if config.broker.allow_anonymous {
+            log::warn!("broker.allow_anonymous is on: any client may connect without credentials");
+            None
+        } else {
+            let conn = store.connect()?;
+            if store::count_credentials(&conn)? == 0 {
+                log::warn!(
+                    "no board credentials yet: boards will be refused until you run \
+                     `fabgate board add --lab --username USER --password PASS` (or --machine N)"
+                );
+            }
+            Some(Authenticator::new(&store)?)
+        };
+        let protocol = Protocol::new(&config.protocol);
+        let broker = Broker::start(&config.broker, auth, &protocol.subscription())?;
+        let hot = Arc::new(Mutex::new(Hot::default()));
+        let stats = Arc::new(Stats::default());
+        let rules = Rules::from_config(&config.protocol);
+        BoardLink {
+            broker: broker.clone(),
+            store: store.clone(),
+            hot: hot.clone(),
+            protocol: protocol.clone(),
+            rules: rules.clone(),
+            stats: stats.clone(),
+        }
+        .spawn()?;
+        let p = &config.protocol;
+        Jobs {
+            broker: broker.clone(),
+            store: store.clone(),
+            hot: hot.clone(),
+            protocol,
+            rules,
+            stats: stats.clone(),
+            tick: Duration::from_millis(p.housekeeping_interval_ms),
+            flush_every: Duration::from_secs(config.store.flush_interval_s),
+            stats_every: (p.stats_interval_s > 0).then(|| Duration::from_secs(p.stats_interval_s)),
+            stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
+        }
+        .spawn()?;
+        log::info!(
+            "fabgate {} ready: MQTT on {}, database {}",
+            env!("CARGO_PKG_VERSION"),
+            broker.addr(),
+            store.path().display()
+        );
+        Ok(Daemon {
+            mqtt_addr: broker.addr(),
+            store,
+            hot,
+            stats,
+        })
+    }
+
+    /// Writes in-memory state before the process exits.
+    pub fn shutdown(&self) {
+        match self.store.connect() {
+            Ok(mut conn) => match jobs::flush(&mut conn, &self.hot) {
+                Ok(()) => log::info!("state flushed; bye"),
+                Err(e) => log::error!("flush at shutdown failed: {e}"),
+            },
+            Err(e) => log::error!("flush at shutdown failed: {e}"),
+        }
+    }
+}

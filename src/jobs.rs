@@ -1,0 +1,210 @@
+//! Periodic work on one thread: remote start/stop requests queued by other processes,
+//! orphan uses, flushing heartbeat state, the stats topic. Nothing here is on a board's
+//! request path.
+
+use crate::broker::Broker;
+use crate::lab::{self, Ctx, Rules};
+use crate::store::{self, Hot, Store};
+use crate::terminals::{messages, Protocol, Stats};
+use rumqttd::local::LinkTx;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Jobs {
+    pub broker: Broker,
+    pub store: Store,
+    pub hot: Arc<Mutex<Hot>>,
+    pub protocol: Protocol,
+    pub rules: Rules,
+    pub stats: Arc<Stats>,
+    pub tick: Duration,
+    pub flush_every: Duration,
+    pub stats_every: Option<Duration>,
+    pub stats_topic: String,
+}
+
+/// How often orphan uses are looked for; the rule itself works in hours.
+const ORPHAN_EVERY: Duration = Duration::from_secs(5);
+
+impl Jobs {
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("jobs".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let mut conn = loop {
+            match self.store.connect() {
+                Ok(c) => break c,
+                Err(e) => log::error!("jobs: {e}"),
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        };
+        let mut out: Option<LinkTx> = None;
+        let start = Instant::now();
+        let (mut last_flush, mut last_stats, mut last_orphans) =
+            (start, start, start - ORPHAN_EVERY);
+        let host = host_name();
+        let ip = host_ip(&host, self.broker.addr());
+        loop {
+            std::thread::sleep(self.tick);
+            if let Err(e) = self.remote_requests(&mut conn, &mut out) {
+                log::error!("remote requests: {e}");
+            }
+            let orphan_every = ORPHAN_EVERY.min(self.tick * 5);
+            if last_orphans.elapsed() >= orphan_every {
+                last_orphans = Instant::now();
+                if let Err(e) = self.orphans(&mut conn) {
+                    log::error!("closing orphan uses: {e}");
+                }
+            }
+            if last_flush.elapsed() >= self.flush_every {
+                last_flush = Instant::now();
+                if let Err(e) = flush(&mut conn, &self.hot) {
+                    log::error!("flushing heartbeats: {e}");
+                }
+            }
+            if let Some(every) = self.stats_every {
+                if last_stats.elapsed() >= every {
+                    last_stats = Instant::now();
+                    let payload = serde_json::json!({
+                        "Connected": true,
+                        "Backend host": host,
+                        "Backend IP": ip,
+                        "Received": self.stats.received.load(Ordering::Relaxed),
+                        "Sent": self.stats.sent.load(Ordering::Relaxed),
+                    });
+                    self.publish(
+                        &mut out,
+                        self.stats_topic.clone(),
+                        payload.to_string().into_bytes(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn publish(&self, out: &mut Option<LinkTx>, topic: String, payload: Vec<u8>) -> bool {
+        if out.is_none() {
+            match self.broker.link("jobs") {
+                Ok((tx, _rx)) => *out = Some(tx),
+                Err(e) => {
+                    log::error!("cannot open the jobs link: {e}");
+                    return false;
+                }
+            }
+        }
+        let Some(tx) = out.as_mut() else { return false };
+        match tx.publish(topic, payload) {
+            Ok(_) => true,
+            Err(e) => {
+                log::error!("publish failed, rebuilding the jobs link: {e}");
+                *out = None;
+                false
+            }
+        }
+    }
+
+    /// Publishes remote start/stop requests queued in `board_requests` (by the CLI).
+    fn remote_requests(
+        &self,
+        conn: &mut rusqlite::Connection,
+        out: &mut Option<LinkTx>,
+    ) -> store::Result<()> {
+        if !store::has_board_requests(conn)? {
+            return Ok(());
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let requests = store::take_board_requests(&tx)?;
+        tx.commit()?;
+        for r in requests {
+            let verdict = {
+                let hot = self
+                    .hot
+                    .lock()
+                    .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+                lab::check_remote_request(
+                    conn,
+                    &hot,
+                    r.machine_id,
+                    &r.card_uid,
+                    store::now(),
+                    &self.rules,
+                )?
+            };
+            match verdict {
+                Ok(()) => {
+                    let payload = messages::to_bytes(&messages::BoardRequest {
+                        request_type: &r.request_type,
+                        uid: &r.card_uid,
+                    });
+                    if self.publish(out, self.protocol.request_topic(r.machine_id), payload) {
+                        log::info!("remote {} sent to machine {}", r.request_type, r.machine_id);
+                    }
+                }
+                Err(why) => log::warn!(
+                    "remote {} for machine {} not sent: {why}",
+                    r.request_type,
+                    r.machine_id
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn orphans(&self, conn: &mut rusqlite::Connection) -> store::Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut hot = self
+                .hot
+                .lock()
+                .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+            let mut ctx = Ctx {
+                db: &tx,
+                hot: &mut hot,
+                now: store::now(),
+                rules: &self.rules,
+            };
+            lab::close_orphans(&mut ctx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Writes the in-memory heartbeats to the database.
+pub fn flush(conn: &mut rusqlite::Connection, hot: &Mutex<Hot>) -> store::Result<()> {
+    let mut hot = hot
+        .lock()
+        .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+    if !hot.is_dirty() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    hot.flush(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "fabgate".into())
+}
+
+/// The address FabOMatic reports as "Backend IP": the host name's address, or the
+/// broker's listen address.
+fn host_ip(host: &str, listen: std::net::SocketAddr) -> String {
+    use std::net::ToSocketAddrs;
+    if !listen.ip().is_unspecified() {
+        return listen.ip().to_string();
+    }
+    (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}

@@ -1,0 +1,220 @@
+//! The daemon's MQTT side of the boards: one in-process broker link subscribed to
+//! `machine/+`. Messages are handled in batches: everything that arrived together is
+//! processed in one transaction, committed (one fsync), and only then are the replies
+//! published, so a reply to `startuse`/`stopuse`/`maintenance` always means "stored".
+//! Per machine, queries are answered in arrival order (one link, one thread).
+
+use super::{DropReason, Handled, Protocol};
+use crate::broker::Broker;
+use crate::lab::{Ctx, Rules};
+use crate::store::{self, Hot, Store};
+use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use rumqttd::Notification;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Counters for the stats topic and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Every message delivered to the daemon, dropped ones included (FabOMatic's "Received").
+    pub received: AtomicU64,
+    /// Replies published ("Sent").
+    pub sent: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Heartbeat of the link loop (Unix seconds), for the watchdog.
+    pub alive_at: AtomicU64,
+}
+
+/// Most messages handled in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Everything the board loop needs.
+pub struct BoardLink {
+    pub broker: Broker,
+    pub store: Store,
+    pub hot: Arc<Mutex<Hot>>,
+    pub protocol: Protocol,
+    pub rules: Rules,
+    pub stats: Arc<Stats>,
+}
+
+impl BoardLink {
+    /// Runs forever on its own thread, rebuilding the link if it dies (e.g. a client took
+    /// over its id despite the precautions, or the router dropped it).
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("boards".into())
+            .spawn(move || loop {
+                match self.serve() {
+                    Ok(()) => return,
+                    Err(e) => log::error!("board link failed: {e}; rebuilding it"),
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            })
+    }
+
+    fn serve(&self) -> Result<(), String> {
+        let mut conn = self.store.connect().map_err(|e| e.to_string())?;
+        let (mut tx, mut rx) = self.broker.link("boards").map_err(|e| e.to_string())?;
+        tx.subscribe(self.protocol.subscription())
+            .map_err(|e| e.to_string())?;
+        log::debug!("board link subscribed to {}", self.protocol.subscription());
+        let mut limiter = LogLimiter::default();
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            self.stats
+                .alive_at
+                .store(store::now() as u64, Ordering::Relaxed);
+            batch.clear();
+            match rx.recv_deadline(Instant::now() + Duration::from_secs(5)) {
+                Ok(Some(n)) => batch.push(n),
+                Ok(None) => continue,
+                Err(LinkError::RecvTimeout(_)) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.recv_deadline(Instant::now()) {
+                    Ok(Some(n)) => batch.push(n),
+                    _ => break,
+                }
+            }
+            self.process(&mut conn, &mut tx, &rx, &mut batch, &mut limiter)?;
+        }
+    }
+
+    fn process(
+        &self,
+        conn: &mut rusqlite::Connection,
+        tx: &mut LinkTx,
+        rx: &LinkRx,
+        batch: &mut Vec<Notification>,
+        limiter: &mut LogLimiter,
+    ) -> Result<(), String> {
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut wake = false;
+        let mut db = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            Ok(db) => db,
+            Err(e) => {
+                // Dropping the batch unanswered makes boards buffer and replay their writes.
+                log::error!(
+                    "cannot start a transaction, {} board messages unanswered: {e}",
+                    batch.len()
+                );
+                return Ok(());
+            }
+        };
+        {
+            let mut hot = self
+                .hot
+                .lock()
+                .map_err(|_| "hot state poisoned".to_string())?;
+            let now = store::now();
+            for n in batch.drain(..) {
+                let publish = match n {
+                    Notification::Forward(f) => f.publish,
+                    Notification::Unschedule => {
+                        wake = true;
+                        continue;
+                    }
+                    Notification::Disconnect(..) => {
+                        return Err("router disconnected the link".into())
+                    }
+                    _ => continue,
+                };
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                let topic = String::from_utf8_lossy(&publish.topic);
+                let handled = match db.savepoint() {
+                    Ok(mut sp) => {
+                        let mut ctx = Ctx {
+                            db: &sp,
+                            hot: &mut hot,
+                            now,
+                            rules: &self.rules,
+                        };
+                        let handled = self.protocol.handle(&mut ctx, &topic, &publish.payload);
+                        if matches!(handled, Handled::Failed { .. }) {
+                            let _ = sp.rollback();
+                        }
+                        let _ = sp.commit();
+                        handled
+                    }
+                    Err(e) => {
+                        log::error!("cannot open a savepoint: {e}");
+                        Handled::Failed { reply: None }
+                    }
+                };
+                match handled {
+                    Handled::Reply { topic, payload }
+                    | Handled::Failed {
+                        reply: Some((topic, payload)),
+                    } => replies.push((topic, payload)),
+                    Handled::NoReply => {}
+                    Handled::Failed { reply: None } => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Handled::Dropped(reason) => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        limiter.warn(&topic, &reason);
+                    }
+                }
+            }
+        }
+        if let Err(e) = db.commit() {
+            log::error!(
+                "commit failed, {} replies withheld so boards replay: {e}",
+                replies.len()
+            );
+            replies.clear();
+        }
+        for (topic, payload) in replies {
+            tx.publish(topic, payload).map_err(|e| e.to_string())?;
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        if wake {
+            rx.ready().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Logs dropped messages without letting a flooding client fill the SD card with logs:
+/// at most `BURST` lines per minute, then one summary line.
+#[derive(Default)]
+struct LogLimiter {
+    window: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+const BURST: u32 = 20;
+
+impl LogLimiter {
+    fn warn(&mut self, topic: &str, reason: &DropReason) {
+        let now = Instant::now();
+        match self.window {
+            Some(start) if now.duration_since(start) < Duration::from_secs(60) => {}
+            _ => {
+                if self.suppressed > 0 {
+                    log::warn!(
+                        "{} more malformed board messages dropped in the last minute",
+                        self.suppressed
+                    );
+                }
+                self.window = Some(now);
+                self.logged = 0;
+                self.suppressed = 0;
+            }
+        }
+        if self.logged < BURST {
+            self.logged += 1;
+            log::warn!(
+                "dropped message on {:?}: {reason}",
+                super::messages::truncate(topic, 80)
+            );
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
