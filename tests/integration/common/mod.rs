@@ -1,0 +1,415 @@
+//! Test helpers: `TestDaemon` runs the real binary on a free port with a temp database;
+//! `Board` is a real MQTT client (rumqttc) that asks like the firmware does; `fixture_f`
+//! builds protocol.md §7.0's lab.
+
+#![allow(dead_code)]
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest wait for anything; the firmware itself waits 2 s for a reply.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long "no reply" is watched for (protocol.md §7: "—" = no reply within 2 s).
+pub const SILENCE: Duration = Duration::from_millis(700);
+
+pub const LAB_USER: &str = "user";
+pub const LAB_PASSWORD: &str = "password";
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A lab directory with a config file and a database the test can prepare.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub extra_config: String,
+}
+
+impl Lab {
+    /// An empty lab (schema created) with lab-wide board credentials user/password.
+    pub fn new() -> Lab {
+        Self::with_config("")
+    }
+
+    /// `extra` is TOML appended to the test config (sections must not repeat the ones
+    /// written here: use `[protocol]`/`[broker]` keys via `broker_extra`/`protocol_extra`).
+    pub fn with_config(extra: &str) -> Lab {
+        let lab = Lab {
+            dir: tempfile::tempdir().unwrap(),
+            extra_config: extra.to_string(),
+        };
+        let store =
+            fabgate::store::Store::open(&lab.db_path(), fabgate::config::Synchronous::Normal)
+                .unwrap();
+        let conn = store.connect().unwrap();
+        add_credential(&conn, LAB_USER, LAB_PASSWORD, None);
+        lab
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("fabgate.db")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("fabgate.toml")
+    }
+
+    /// A connection to the lab's database (works while the daemon runs: WAL).
+    pub fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.db_path()).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    }
+
+    pub fn sql(&self, sql: &str) {
+        self.db().execute_batch(sql).unwrap();
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn write_config(&self, broker: &str, protocol: &str) {
+        let text = format!(
+            "[store]\ndata_dir = {dir:?}\ndatabase = \"fabgate.db\"\nflush_interval_s = 3600\n\n\
+             [broker]\nlisten = \"127.0.0.1:0\"\n{broker}\n\n\
+             [protocol]\nhousekeeping_interval_ms = 100\nstats_interval_s = 1\n{protocol}\n\n\
+             [log]\nlevel = \"debug\"\n{extra}",
+            dir = self.dir.path().display().to_string(),
+            extra = self.extra_config,
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn start(&self) -> TestDaemon {
+        self.start_with("", "")
+    }
+
+    /// Starts the daemon with extra `[broker]` and `[protocol]` keys.
+    pub fn start_with(&self, broker: &str, protocol: &str) -> TestDaemon {
+        self.write_config(broker, protocol);
+        TestDaemon::spawn(&self.config_path())
+    }
+}
+
+pub fn add_credential(
+    conn: &rusqlite::Connection,
+    user: &str,
+    password: &str,
+    machine: Option<i64>,
+) {
+    let salt = b"0123456789abcdef".to_vec();
+    let hash = fabgate::broker::hash_password(&salt, password);
+    conn.execute(
+        "INSERT OR REPLACE INTO board_credentials (username, machine_id, salt, hash, created_at) VALUES (?1, ?2, ?3, ?4, 0)",
+        rusqlite::params![user, machine, salt, hash],
+    )
+    .unwrap();
+}
+
+/// The real daemon binary, stopped (SIGKILL) on drop. Its log is forwarded with a prefix.
+pub struct TestDaemon {
+    pub child: Child,
+    pub mqtt: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub started: Instant,
+}
+
+impl TestDaemon {
+    pub fn spawn(config: &Path) -> TestDaemon {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .env_remove("FABGATE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fabgate binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[fabgate] {line}");
+                if let Some(rest) = line.split("ready: MQTT on ").nth(1) {
+                    let addr = rest.split(',').next().unwrap().to_string();
+                    let _ = ready_tx.send(addr);
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let addr = ready_rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "daemon did not report ready; log: {:?}",
+                log.lock().unwrap()
+            )
+        });
+        TestDaemon {
+            child,
+            mqtt: addr.parse().unwrap(),
+            log,
+            started,
+        }
+    }
+
+    /// A board of machine `id` logged in with the lab-wide credentials.
+    pub fn board(&self, id: &str) -> Board {
+        Board::connect(
+            self.mqtt,
+            id,
+            Some((LAB_USER, LAB_PASSWORD)),
+            &format!("BOARD{id}"),
+        )
+        .expect("board connects")
+    }
+
+    /// Stops with SIGTERM (the daemon flushes its heartbeat state) and waits.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "daemon exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not stop on SIGTERM");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if self.log_contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a board's MQTT connection saw.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    Message { topic: String, payload: Vec<u8> },
+    ConnAck,
+    SubAck,
+    Error(String),
+}
+
+/// A Fab-O-Matic board: publishes on `machine/<id>`, listens on `/reply` and `/request`.
+pub struct Board {
+    pub id: String,
+    pub client: Client,
+    pub rx: Receiver<Seen>,
+}
+
+impl Board {
+    /// Connects and subscribes; Err with the connection error if the broker refuses.
+    pub fn connect(
+        addr: SocketAddr,
+        id: &str,
+        login: Option<(&str, &str)>,
+        client_id: &str,
+    ) -> Result<Board, String> {
+        let mut opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        opts.set_keep_alive(Duration::from_secs(10));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((u, p)) = login {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut connection) = Client::new(opts, 64);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                let seen = match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => Seen::Message {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                    },
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Seen::ConnAck,
+                    Ok(Event::Incoming(Packet::SubAck(_))) => Seen::SubAck,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        let _ = tx.send(Seen::Error(e.to_string()));
+                        return;
+                    }
+                };
+                if tx.send(seen).is_err() {
+                    return;
+                }
+            }
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(Seen::ConnAck) => {}
+            Ok(Seen::Error(e)) => return Err(e),
+            other => return Err(format!("no CONNACK: {other:?}")),
+        }
+        let board = Board {
+            id: id.to_string(),
+            client,
+            rx,
+        };
+        board
+            .client
+            .subscribe(format!("machine/{id}/reply"), QoS::AtMostOnce)
+            .unwrap();
+        board
+            .client
+            .subscribe(format!("machine/{id}/request"), QoS::AtMostOnce)
+            .unwrap();
+        for _ in 0..2 {
+            match board.rx.recv_timeout(TIMEOUT) {
+                Ok(Seen::SubAck) => {}
+                other => return Err(format!("no SUBACK: {other:?}")),
+            }
+        }
+        Ok(board)
+    }
+
+    pub fn publish(&self, payload: &str) {
+        self.publish_bytes(payload.as_bytes());
+    }
+
+    pub fn publish_bytes(&self, payload: &[u8]) {
+        self.client
+            .publish(
+                format!("machine/{}", self.id),
+                QoS::AtMostOnce,
+                false,
+                payload.to_vec(),
+            )
+            .unwrap();
+    }
+
+    /// Publishes and returns the reply (parsed JSON) or None after 2 s, like the firmware.
+    pub fn ask(&self, payload: &str) -> Option<Value> {
+        self.drain();
+        self.publish(payload);
+        self.next_reply(Duration::from_secs(2))
+    }
+
+    /// Like `ask`, but the reply must come.
+    pub fn must(&self, payload: &str) -> Value {
+        self.ask(payload)
+            .unwrap_or_else(|| panic!("no reply to {payload}"))
+    }
+
+    pub fn next_reply(&self, wait: Duration) -> Option<Value> {
+        self.next_on(&format!("machine/{}/reply", self.id), wait)
+            .map(|p| serde_json::from_slice(&p).expect("reply is JSON"))
+    }
+
+    pub fn next_on(&self, topic: &str, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Seen::Message { topic: t, payload }) if t == topic => return Some(payload),
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None
+                }
+            }
+        }
+    }
+
+    /// Asserts nothing arrives on the reply topic for a while.
+    pub fn expect_silence(&self) {
+        if let Some(v) = self.next_reply(SILENCE) {
+            panic!("expected no reply, got {v}");
+        }
+    }
+
+    pub fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+
+    /// Is the connection still up (no error seen)?
+    pub fn connection_error(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Seen::Error(e)) => return Some(e),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// protocol.md §7.0 fixture F, relative to `now`.
+pub fn fixture_f(lab: &Lab) {
+    let t = now();
+    lab.sql(&format!(
+        "DELETE FROM members; DELETE FROM roles; DELETE FROM machine_types;
+         INSERT INTO roles (role_id, role_name, authorize_all, maintenance) VALUES
+           (1, 'admins', 1, 1), (2, 'staff', 0, 1), (3, 'users', 0, 0);
+         INSERT INTO machine_types (type_id, type_name, timeout_min, grace_min, access_open) VALUES
+           (1, 'LASER', 120, 5, 0), (2, 'DRILL', 60, 0, 1), (3, 'PRINTER', 1440, NULL, 0);
+         INSERT INTO machines (machine_id, machine_name, type_id, blocked, machine_hours) VALUES
+           (1, 'LASER 1', 1, 0, 0), (2, 'DRILL 1', 2, 0, 0), (3, 'PRINTER 1', 3, 1, 0), (4, 'CNC 1', 1, 0, 2.0);
+         INSERT INTO maintenances (maintenance_id, machine_id, hours_between, description, lcd_message)
+           VALUES (1, 4, 1.0, 'Clean the bed', 'Pulire piano');
+         INSERT INTO members (member_id, name, surname, role_id, card_uid, disabled, deleted, created_at) VALUES
+           (1, 'Anna', 'A', 1, 'aabbccd1', 0, 0, 0), (2, 'Bruno', 'B', 2, 'aabbccd2', 0, 0, 0),
+           (3, 'Carla', 'C', 3, 'aabbccd3', 0, 0, 0), (4, 'Dario', 'D', 3, 'aabbccd4', 0, 0, 0),
+           (5, 'Elena', 'E', 3, 'aabbccd5', 1, 0, 0), (6, 'Fabio', 'F', 3, 'aabbccd6', 0, 1, 0);
+         INSERT INTO authorizations (member_id, machine_id) VALUES (3,1), (3,3), (3,4), (5,1), (6,1), (2,4);
+         INSERT INTO uses (member_id, machine_id, start_ts, last_seen, end_ts, replay)
+           VALUES (3, 4, {s}, {e}, {e}, 0);",
+        s = t - 2800 - 7200,
+        e = t - 2800,
+    ));
+}
+
+/// A lab with fixture F, started.
+pub fn start_f() -> (Lab, TestDaemon) {
+    let lab = Lab::new();
+    fixture_f(&lab);
+    let d = lab.start();
+    (lab, d)
+}
+
+/// JSON equality with a readable failure.
+#[track_caller]
+pub fn assert_json(got: &Value, want: &str) {
+    let want: Value = serde_json::from_str(want).expect("expected JSON parses");
+    assert_eq!(got, &want, "\n got: {got}\nwant: {want}");
+}

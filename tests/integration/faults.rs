@@ -1,0 +1,1 @@
+//! Bad input and faults (issue: "each one a test").

@@ -1,0 +1,6 @@
+//! One integration binary (linked once on the 2-core CI). Every test starts the real
+//! daemon binary on free ports with its own SQLite file and talks to it as boards do.
+
+mod common;
+mod conformance;
+mod faults;
