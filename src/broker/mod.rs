@@ -36,7 +36,7 @@ pub enum Error {
     Start(String),
 }
 
-type LinkFactory = dyn Fn(&str) -> Result<(LinkTx, LinkRx), LinkError> + Send + Sync;
+type LinkFactory = dyn Fn(&str) -> Result<(LinkTx, LinkRx), String> + Send + Sync;
 
 /// A running broker. Cheap to clone; links can be made at any time.
 #[derive(Clone)]
@@ -112,10 +112,12 @@ impl Broker {
             })
             .map_err(|e| Error::Start(e.to_string()))?;
         wait_listening(addr)?;
-        let make_link = move |id: &str| -> Result<(LinkTx, LinkRx), LinkError> {
-            let (tx, rx, _) = LinkBuilder::new(id, router_tx.clone())
+        let make_link = move |id: &str| -> Result<(LinkTx, LinkRx), String> {
+            let built = LinkBuilder::new(id, router_tx.clone())
                 .clean_session(true)
-                .build()?;
+                .build();
+            let (tx, rx, _) =
+                built.map_err(|e: LinkError| format!("cannot link to the router: {e}"))?;
             Ok((tx, rx))
         };
         Ok(Broker {
@@ -130,7 +132,7 @@ impl Broker {
     }
 
     /// A new in-process link with an unguessable client id `fabgate-<role>-<random>`.
-    pub fn link(&self, role: &str) -> Result<(LinkTx, LinkRx), LinkError> {
+    pub fn link(&self, role: &str) -> Result<(LinkTx, LinkRx), String> {
         let id = format!("{RESERVED_PREFIX}{role}-{}", auth::random_hex(8));
         (self.make_link)(&id)
     }

@@ -293,9 +293,12 @@ impl Board {
             .client
             .subscribe(format!("machine/{id}/request"), QoS::AtMostOnce)
             .unwrap();
-        for _ in 0..2 {
+        // Replies to an earlier connection of this board may arrive first: skip them.
+        let mut acks = 0;
+        while acks < 2 {
             match board.rx.recv_timeout(TIMEOUT) {
-                Ok(Seen::SubAck) => {}
+                Ok(Seen::SubAck) => acks += 1,
+                Ok(Seen::Message { .. }) => {}
                 other => return Err(format!("no SUBACK: {other:?}")),
             }
         }
