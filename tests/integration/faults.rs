@@ -124,7 +124,9 @@ fn board_disconnecting_mid_exchange_loses_nothing() {
             r#"{{"action":"stopuse", "uid":"aabbccd3","duration":{}}}"#,
             i + 1
         ));
-        drop(b);
+        // DISCONNECT goes out after the queued publishes, before the replies come back.
+        b.client.disconnect().unwrap();
+        let _ = b.connection_error(Duration::from_millis(200));
     }
     // raw TCP client that sends half a CONNECT and closes
     for _ in 0..5 {
