@@ -142,9 +142,9 @@ impl Default for BrokerConfig {
             allow_anonymous: false,
             max_connections: 512,
             max_payload_size: 4096,
-            segment_size: 4096,
+            segment_size: 1024,
             segment_count: 1,
-            inbox_segment_size: 1024 * 1024,
+            inbox_segment_size: 256 * 1024,
             connection_timeout_s: 10,
         }
     }
