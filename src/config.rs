@@ -27,7 +27,7 @@ pub enum Error {
 }
 
 /// The whole configuration. Field docs are the reference for `config/fabgate.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
@@ -122,17 +122,6 @@ pub struct ProtocolConfig {
 pub struct LogConfig {
     /// error, warn, info, debug or trace; `RUST_LOG` overrides it.
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            store: StoreConfig::default(),
-            broker: BrokerConfig::default(),
-            protocol: ProtocolConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for StoreConfig {

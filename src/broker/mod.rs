@@ -10,7 +10,7 @@
 
 mod auth;
 
-pub use auth::{hash_password, Authenticator};
+pub use auth::{hash_password, random_bytes, random_hex, Authenticator};
 
 use crate::config::BrokerConfig;
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
@@ -112,6 +112,8 @@ impl Broker {
             })
             .map_err(|e| Error::Start(e.to_string()))?;
         wait_listening(addr)?;
+        // LinkError is rumqttd's type; links are built rarely, its size costs nothing.
+        #[allow(clippy::result_large_err)]
         let make_link = move |id: &str| -> Result<(LinkTx, LinkRx), LinkError> {
             let (tx, rx, _) = LinkBuilder::new(id, router_tx.clone())
                 .clean_session(true)
@@ -130,6 +132,7 @@ impl Broker {
     }
 
     /// A new in-process link with an unguessable client id `fabgate-<role>-<random>`.
+    #[allow(clippy::result_large_err)]
     pub fn link(&self, role: &str) -> Result<(LinkTx, LinkRx), LinkError> {
         let id = format!("{RESERVED_PREFIX}{role}-{}", auth::random_hex(8));
         (self.make_link)(&id)
