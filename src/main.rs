@@ -10,6 +10,11 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    let command = args.command.unwrap_or(Command::Run);
+    // `config check` must work when the --config file is the broken one.
+    if let Command::Config(cmd) = command {
+        return exit(cli::run_config(cmd, args.config.as_deref()));
+    }
     let config = match cli::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -17,19 +22,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match args.command.unwrap_or(Command::Run) {
+    match command {
         Command::Run => run_daemon(&config),
         command => {
             let level =
                 fabgate::config::log_level(&config.log.level).unwrap_or(log::LevelFilter::Info);
             fabgate::logging::init(level.min(log::LevelFilter::Warn));
-            match cli::run_admin(command, &config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fabgate: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            exit(cli::run_admin(command, &config))
+        }
+    }
+}
+
+/// Administration commands: their error once, exit code 1.
+fn exit(result: cli::anyhow_lite::Result) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fabgate: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -10,7 +10,7 @@
 
 mod auth;
 
-pub use auth::{hash_password, Authenticator};
+pub use auth::{hash_password, random_bytes, random_hex, Authenticator};
 
 use crate::config::BrokerConfig;
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};

@@ -3,6 +3,11 @@
 //! and the daemon reads it on every board message, so changes apply at once.
 
 mod admin;
+mod input;
+mod machines;
+mod members;
+mod records;
+mod table;
 
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -275,6 +280,16 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::conf
 /// Runs an administration command; returns the process exit code.
 pub fn run_admin(command: Command, config: &Config) -> anyhow_lite::Result {
     admin::run(command, config)
+}
+
+/// Runs `config check` / `config default` without loading the configuration first, so a
+/// broken `--config` file can be checked (exit 1 with the file and key, not a startup
+/// failure). `config_path` is the `--config` value.
+pub fn run_config(
+    command: ConfigCmd,
+    config_path: Option<&std::path::Path>,
+) -> anyhow_lite::Result {
+    records::config(command, config_path)
 }
 
 /// Minimal error plumbing for the CLI: a message printed once, exit code 1.

@@ -341,10 +341,19 @@ pub fn check_remote_request(
     if !is_online(seen, now, rules.online_window_s) {
         return Ok(Err(RemoteRefusal::Offline));
     }
+    Ok(remote_card(db, uid)?
+        .map(|_| ())
+        .map_err(RemoteRefusal::Card))
+}
+
+/// May this card ask for a remote start/stop? It must belong to a member who is neither
+/// deleted nor disabled (protocol.md §8.12). The CLI checks this before queueing a
+/// request; the daemon checks it again before publishing.
+pub fn remote_card(db: &Connection, uid: &str) -> Result<std::result::Result<Member, Reason>> {
     Ok(match store::member_by_card(db, uid)? {
-        None => Err(RemoteRefusal::Card(Reason::UnknownCard)),
-        Some(m) if m.deleted => Err(RemoteRefusal::Card(Reason::Deleted)),
-        Some(m) if level(&m) == Level::Invalid => Err(RemoteRefusal::Card(Reason::Disabled)),
-        Some(_) => Ok(()),
+        None => Err(Reason::UnknownCard),
+        Some(m) if m.deleted => Err(Reason::Deleted),
+        Some(m) if level(&m) == Level::Invalid => Err(Reason::Disabled),
+        Some(m) => Ok(m),
     })
 }

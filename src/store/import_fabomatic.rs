@@ -13,7 +13,7 @@
 //! [`ImportReport::problems`]. Only a structural problem (not a FabOMatic database, a
 //! missing key column, a database error) aborts it.
 
-use super::{now, Error, Result, Store};
+use super::{lab_is_empty, now, Error, Result, Store};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, Row, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
@@ -90,17 +90,6 @@ const KNOWN_REVISIONS: &[&str] = &[
     "3f3f601505a6",
     "f1a2b3c4d5e6",
 ];
-
-/// True when the lab holds no members, machines, machine types or uses (roles may exist:
-/// they are seeded on a fresh store).
-pub fn lab_is_empty(conn: &Connection) -> Result<bool> {
-    Ok(conn.query_row(
-        "SELECT NOT EXISTS (SELECT 1 FROM members) AND NOT EXISTS (SELECT 1 FROM machines)
-         AND NOT EXISTS (SELECT 1 FROM machine_types) AND NOT EXISTS (SELECT 1 FROM uses)",
-        [],
-        |r| r.get(0),
-    )?)
-}
 
 /// Imports the FabOMatic database at `source` into the lab of `store`.
 ///
@@ -1894,10 +1883,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = fresh_store(&dir, "lab.db");
         let conn = store.connect().unwrap();
-        conn.execute_batch(
-            "INSERT INTO roles (role_id, role_name) VALUES (1, 'seeded'), (7, 'other')",
-        )
-        .unwrap();
+        // A fresh store is seeded with FabOMatic's roles and a default machine type.
+        let seeded: i64 = conn
+            .query_row("SELECT COUNT(*) FROM roles", [], |r| r.get(0))
+            .unwrap();
+        assert!(seeded > 0);
+        conn.execute_batch("INSERT INTO roles (role_id, role_name) VALUES (70, 'other')")
+            .unwrap();
         assert!(lab_is_empty(&conn).unwrap());
         let report = import(&store, &sample("0.0.18"), false).unwrap();
         assert_eq!(report.roles, 3);

@@ -65,7 +65,10 @@ pub struct Store {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
-    /// Opens (creating if needed) the database and brings its schema up to date.
+    /// Opens (creating if needed) the database and brings its schema up to date. A
+    /// brand-new database also gets FabOMatic's default roles and machine type
+    /// (`seed_defaults`), so members and machines can be added right away; an import
+    /// replaces them.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
@@ -78,7 +81,10 @@ impl Store {
             synchronous,
         };
         let mut conn = store.connect()?;
-        migrate(&mut conn, path)?;
+        let before = migrate(&mut conn, path)?;
+        if before == 0 {
+            seed_defaults(&mut conn)?;
+        }
         Ok(store)
     }
 
@@ -128,7 +134,8 @@ pub fn schema_version() -> i64 {
     schema::MIGRATIONS.len() as i64
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+/// Brings the schema up to date; returns the version the file had before.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<i64> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = schema_version();
     if current > known {
@@ -154,7 +161,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             .map_err(|source| Error::Migrate { version, source })?;
         log::info!("database migrated to schema version {version}");
     }
-    Ok(())
+    Ok(current)
 }
 
 /// Current UTC time in Unix seconds.

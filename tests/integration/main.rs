@@ -1,6 +1,8 @@
 //! One integration binary (linked once on the 2-core CI). Every test starts the real
-//! daemon binary on free ports with its own SQLite file and talks to it as boards do.
+//! daemon binary on free ports with its own SQLite file and talks to it as boards do,
+//! or runs the real CLI against the same kind of lab.
 
+mod cli;
 mod common;
 mod conformance;
 mod faults;
