@@ -20,6 +20,8 @@ struct Args {
     seconds: u64,
     sync: String,
     serve: Option<String>,
+    /// Extra TOML lines for the daemon's [broker] section, e.g. "inbox_segment_size = 65536".
+    broker: Vec<String>,
 }
 
 fn args() -> Args {
@@ -28,6 +30,7 @@ fn args() -> Args {
         seconds: 10,
         sync: "full".into(),
         serve: None,
+        broker: vec![],
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -37,8 +40,9 @@ fn args() -> Args {
             "--seconds" => a.seconds = v().parse().expect("--seconds S"),
             "--sync" => a.sync = v(),
             "--serve" => a.serve = Some(v()),
+            "--broker" => a.broker.push(v()),
             "--help" | "-h" => {
-                println!("loadgen [--boards N] [--seconds S] [--sync full|normal]");
+                println!("loadgen [--boards N] [--seconds S] [--sync full|normal] [--broker 'key = value']...");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -58,18 +62,37 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[store]\ndata_dir = {:?}\nsynchronous = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n",
+            "[store]\ndata_dir = {:?}\nsynchronous = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n{}\n[log]\nlevel = \"warn\"\n",
             dir.path().display().to_string(),
-            a.sync
+            a.sync,
+            a.broker.join("\n")
         ),
     )
     .unwrap();
 
     let spawned = Instant::now();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    // LOADGEN_WRAP runs the daemon under a tool, e.g. "valgrind --tool=massif".
+    let wrap: Vec<String> = std::env::var("LOADGEN_WRAP")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match wrap.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = cmd
         .arg("--serve")
         .arg(&config)
-        .env("MALLOC_ARENA_MAX", "2")
+        .env(
+            "MALLOC_ARENA_MAX",
+            std::env::var("LOADGEN_ARENAS").unwrap_or("2".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -97,6 +120,9 @@ fn main() {
         pid,
     ));
     let peak = hwm_kb(pid);
+    if std::env::var_os("LOADGEN_SMAPS").is_some() {
+        print_smaps(pid);
+    }
     let _ = child.kill();
     let _ = child.wait();
 
@@ -371,4 +397,28 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     ticks as f64 / 100.0
+}
+
+/// Debug aid (LOADGEN_SMAPS=1): the daemon's largest memory mappings.
+fn print_smaps(pid: u32) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut name = String::new();
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
+            name = line
+                .split_whitespace()
+                .nth(5)
+                .unwrap_or("[anon]")
+                .to_string();
+            name = format!("{} {}", line.split_whitespace().next().unwrap_or(""), name);
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+            rows.push((kb, name.clone()));
+        }
+    }
+    rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    for (kb, n) in rows.iter().take(8) {
+        eprintln!("  smaps {kb:>7} kB  {n}");
+    }
 }

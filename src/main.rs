@@ -47,6 +47,14 @@ fn exit(result: cli::anyhow_lite::Result) -> ExitCode {
 fn run_daemon(config: &fabgate::config::Config) -> ExitCode {
     let level = fabgate::config::log_level(&config.log.level).unwrap_or(log::LevelFilter::Info);
     fabgate::logging::init(level);
+    // A panic in any thread (broker, board link, jobs) ends the process, so systemd restarts
+    // a whole daemon instead of leaving one that accepts boards but answers nobody.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("fatal: {info}");
+        default_hook(info);
+        std::process::abort();
+    }));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {

@@ -53,7 +53,14 @@ impl Broker {
         auth: Option<Authenticator>,
         inbox_filter: &str,
     ) -> Result<Broker, Error> {
-        let addr = reserve_address(cfg.listen)?;
+        let listener = TcpListener::bind(cfg.listen).map_err(|source| Error::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
         let mut custom = HashMap::new();
         custom.insert(
             inbox_filter.to_string(),
@@ -106,7 +113,8 @@ impl Broker {
                         return;
                     }
                 };
-                if let Err(e) = rt.block_on(server.start(rumqttd::LinkType::Remote)) {
+                let serve = server.start_with_listener(listener, rumqttd::LinkType::Remote);
+                if let Err(e) = rt.block_on(serve) {
                     log::error!("MQTT listener on {addr} stopped: {e}");
                 }
             })
@@ -136,16 +144,6 @@ impl Broker {
         let id = format!("{RESERVED_PREFIX}{role}-{}", auth::random_hex(8));
         (self.make_link)(&id)
     }
-}
-
-/// rumqttd binds its own listener and cannot report the port it got, so we check the
-/// address is free (and pick a port for port 0) by binding it ourselves first. The port
-/// is free again an instant later when rumqttd binds it.
-fn reserve_address(addr: SocketAddr) -> Result<SocketAddr, Error> {
-    let probe = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-    probe
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })
 }
 
 /// Waits until the listener accepts TCP connections (rumqttd binds asynchronously).
