@@ -417,7 +417,7 @@ fn print_smaps(pid: u32) {
             rows.push((kb, name.clone()));
         }
     }
-    rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
     for (kb, n) in rows.iter().take(8) {
         eprintln!("  smaps {kb:>7} kB  {n}");
     }
