@@ -2,88 +2,18 @@
 //! State the CLI cannot create (uses, interventions, boards seen) is written straight into
 //! the database file with rusqlite, as the daemon would.
 
-use rusqlite::Connection;
+use crate::common::Lab;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A lab in a temp dir: a config file whose `store.data_dir` points inside it.
-struct Lab {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+/// The CLI tests' labs start without board credentials.
+trait Basics {
+    fn with_basics(self) -> Lab;
 }
 
-impl Lab {
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("fabgate.toml");
-        let data = dir.path().join("data");
-        std::fs::write(
-            &config,
-            format!(
-                "[store]\ndata_dir = {:?}\nsynchronous = \"normal\"\n",
-                data.to_str().unwrap()
-            ),
-        )
-        .unwrap();
-        Lab { dir, config }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fabgate"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("FABGATE_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "fabgate {args:?} failed ({})\n[stdout]\n{stdout}\n[stderr]\n{stderr}",
-            out.status
-        );
-        stdout
-    }
-
-    /// Runs a command that must fail with exit code 1; returns its stderr.
-    fn fail(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "fabgate {args:?} should fail with 1\n[stdout]\n{}\n[stderr]\n{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(stderr.starts_with("fabgate: "), "{stderr}");
-        stderr
-    }
-
-    /// Runs a `--json` command and parses its output.
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(args);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}\n{text}"))
-    }
-
-    fn db(&self) -> Connection {
-        let conn = Connection::open(self.dir.path().join("data/fabgate.db")).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn
-    }
-
+impl Basics for Lab {
     /// Roles, a machine type, two machines and three members most tests start from.
     fn with_basics(self) -> Lab {
         self.ok(&["machine-type", "add", "LASER", "--timeout-min", "120"]);
@@ -129,7 +59,7 @@ fn find<'a>(v: &'a Value, key: &str, want: impl Into<Value>) -> &'a Value {
 
 #[test]
 fn help_of_every_subcommand_exits_0() {
-    let lab = Lab::new();
+    let lab = Lab::bare();
     let commands: &[&[&str]] = &[
         &[],
         &["run"],
@@ -181,7 +111,7 @@ fn help_of_every_subcommand_exits_0() {
 
 #[test]
 fn a_fresh_lab_has_the_seed_roles_and_type() {
-    let lab = Lab::new();
+    let lab = Lab::bare();
     let roles = lab.json(&["role", "list", "--json"]);
     let names: Vec<&str> = rows(&roles)
         .iter()
@@ -200,7 +130,7 @@ fn a_fresh_lab_has_the_seed_roles_and_type() {
 
 #[test]
 fn members_machines_and_authorizations() {
-    let lab = Lab::new().with_basics();
+    let lab = Lab::bare().with_basics();
     let out = lab.ok(&["role", "add", "Hosts", "--maintenance", "--panel"]);
     assert!(out.contains("added role 5: Hosts"), "{out}");
     lab.fail(&["role", "add", "hosts"]);
@@ -305,7 +235,7 @@ fn members_machines_and_authorizations() {
 
 #[test]
 fn hostile_input_is_stored_verbatim_or_refused() {
-    let lab = Lab::new();
+    let lab = Lab::bare();
     let hostile = "<script>alert('x')</script> \"Bobby\"; DROP TABLE members;--";
     lab.ok(&["user", "add", hostile, "--surname", "O'Brien"]);
     let members = lab.json(&["user", "list", "--json"]);
@@ -339,7 +269,7 @@ fn hostile_input_is_stored_verbatim_or_refused() {
 
 #[test]
 fn board_credentials_show_the_password_once() {
-    let lab = Lab::new().with_basics();
+    let lab = Lab::bare().with_basics();
     let out = lab.ok(&["board", "add", "--machine", "LASER 1"]);
     assert!(out.contains("credentials 'board-1' for machine 1"), "{out}");
     let line = out.lines().find(|l| l.starts_with("password: ")).unwrap();
@@ -431,7 +361,7 @@ fn board_credentials_show_the_password_once() {
 
 #[test]
 fn maintenance_is_due_after_enough_hours_of_use() {
-    let lab = Lab::new().with_basics();
+    let lab = Lab::bare().with_basics();
     let err = lab.fail(&[
         "maintenance",
         "add",
@@ -532,7 +462,7 @@ fn maintenance_is_due_after_enough_hours_of_use() {
 
 #[test]
 fn uses_list_is_newest_first_and_filtered() {
-    let lab = Lab::new().with_basics();
+    let lab = Lab::bare().with_basics();
     lab.db()
         .execute_batch(
             "INSERT INTO uses (member_id, machine_id, start_ts, last_seen, end_ts, replay) VALUES
@@ -582,7 +512,7 @@ fn uses_list_is_newest_first_and_filtered() {
 
 #[test]
 fn machine_start_and_stop_are_queued_for_the_daemon() {
-    let lab = Lab::new().with_basics();
+    let lab = Lab::bare().with_basics();
     let out = lab.run(&["machine", "start", "LASER 1", "--card", "AABBCCD1"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -620,7 +550,7 @@ fn machine_start_and_stop_are_queued_for_the_daemon() {
 
 #[test]
 fn export_has_every_key_and_no_secret() {
-    let lab = Lab::new().with_basics();
+    let lab = Lab::bare().with_basics();
     lab.ok(&["authorize", "1", "1"]);
     lab.ok(&[
         "maintenance",
@@ -702,9 +632,9 @@ fn export_has_every_key_and_no_secret() {
 
 #[test]
 fn config_check_reports_the_file_or_the_bad_key() {
-    let lab = Lab::new();
+    let lab = Lab::bare();
     let out = lab.ok(&["config", "check"]);
-    assert_eq!(out.trim(), format!("ok: {}", lab.config.display()));
+    assert_eq!(out.trim(), format!("ok: {}", lab.config_path().display()));
     let good = lab.dir.path().join("good.toml");
     std::fs::write(&good, "[broker]\nlisten = \"127.0.0.1:1884\"\n").unwrap();
     let out = lab.ok(&["config", "check", good.to_str().unwrap()]);

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,23 +36,23 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// An empty lab (schema created) with lab-wide board credentials user/password.
+    /// An empty lab (schema created, FabOMatic's seed roles) with lab-wide board
+    /// credentials user/password.
     pub fn new() -> Lab {
-        Self::with_config("")
+        let lab = Self::bare();
+        add_credential(&lab.db(), LAB_USER, LAB_PASSWORD, None);
+        lab
     }
 
-    /// `extra` is TOML appended to the test config (sections must not repeat the ones
-    /// written here: use `[protocol]`/`[broker]` keys via `broker_extra`/`protocol_extra`).
-    pub fn with_config(extra: &str) -> Lab {
+    /// An empty lab without board credentials; the config file is written, so the CLI can
+    /// be run against it at once.
+    pub fn bare() -> Lab {
         let lab = Lab {
             dir: tempfile::tempdir().unwrap(),
-            extra_config: extra.to_string(),
+            extra_config: String::new(),
         };
-        let store =
-            fabgate::store::Store::open(&lab.db_path(), fabgate::config::Synchronous::Normal)
-                .unwrap();
-        let conn = store.connect().unwrap();
-        add_credential(&conn, LAB_USER, LAB_PASSWORD, None);
+        fabgate::store::Store::open(&lab.db_path(), fabgate::config::Synchronous::Normal).unwrap();
+        lab.write_config("", "");
         lab
     }
 
@@ -81,7 +81,7 @@ impl Lab {
 
     fn write_config(&self, broker: &str, protocol: &str) {
         let text = format!(
-            "[store]\ndata_dir = {dir:?}\ndatabase = \"fabgate.db\"\nflush_interval_s = 3600\n\n\
+            "[store]\ndata_dir = {dir:?}\ndatabase = \"fabgate.db\"\nflush_interval_s = 3600\nsynchronous = \"normal\"\n\n\
              [broker]\nlisten = \"127.0.0.1:0\"\n{broker}\n\n\
              [protocol]\nhousekeeping_interval_ms = 100\nstats_interval_s = 1\n{protocol}\n\n\
              [log]\nlevel = \"debug\"\n{extra}",
@@ -99,6 +99,58 @@ impl Lab {
     pub fn start_with(&self, broker: &str, protocol: &str) -> TestDaemon {
         self.write_config(broker, protocol);
         TestDaemon::spawn(&self.config_path())
+    }
+
+    /// The CLI against this lab.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fabgate"));
+        c.arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("FABGATE_CONFIG")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "fabgate {args:?} failed ({})\n[stdout]\n{stdout}\n[stderr]\n{stderr}",
+            out.status
+        );
+        stdout
+    }
+
+    /// Runs a command that must fail with exit code 1; returns its stderr.
+    #[track_caller]
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "fabgate {args:?} should fail with 1\n[stdout]\n{}\n[stderr]\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.starts_with("fabgate: "), "{stderr}");
+        stderr
+    }
+
+    /// Runs a `--json` command and parses its output.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}\n{text}"))
     }
 }
 
@@ -327,9 +379,13 @@ impl Board {
         self.next_reply(Duration::from_secs(2))
     }
 
-    /// Like `ask`, but the reply must come.
+    /// Like `ask`, but the reply must come. Waits longer than the firmware's 2 s: a busy
+    /// 2-core CI machine running dozens of daemons must not turn into false failures
+    /// (reply latency is measured by the load generator, not here).
     pub fn must(&self, payload: &str) -> Value {
-        self.ask(payload)
+        self.drain();
+        self.publish(payload);
+        self.next_reply(TIMEOUT)
             .unwrap_or_else(|| panic!("no reply to {payload}"))
     }
 
