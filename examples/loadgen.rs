@@ -89,10 +89,9 @@ fn main() {
     let mut child = cmd
         .arg("--serve")
         .arg(&config)
-        .env(
-            "MALLOC_ARENA_MAX",
-            std::env::var("LOADGEN_ARENAS").unwrap_or("2".into()),
-        )
+        // As the systemd unit sets them (research/deps.md §8).
+        .env("MALLOC_ARENA_MAX", "2")
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -123,7 +122,15 @@ fn main() {
     if std::env::var_os("LOADGEN_SMAPS").is_some() {
         print_smaps(pid);
     }
-    let _ = child.kill();
+    if wrap.is_empty() {
+        let _ = child.kill();
+    } else {
+        // Let the wrapping tool write its report.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+    }
     let _ = child.wait();
 
     let mut lat = stats.latencies_us.clone();

@@ -6,7 +6,10 @@ use crate::broker::Broker;
 use crate::lab::{self, Ctx, Rules};
 use crate::store::{self, Hot, Store};
 use crate::terminals::{messages, Protocol, Stats};
-use rumqttd::local::LinkTx;
+use rumqttd::local::{LinkRx, LinkTx};
+
+/// The jobs' publish-only link; its receiving half is kept so the router sees it alive.
+type OutLink = (LinkTx, LinkRx);
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,7 +45,7 @@ impl Jobs {
             }
             std::thread::sleep(Duration::from_secs(5));
         };
-        let mut out: Option<LinkTx> = None;
+        let mut out: Option<OutLink> = None;
         let start = Instant::now();
         let (mut last_flush, mut last_stats, mut last_orphans) =
             (start, start, start - ORPHAN_EVERY);
@@ -86,17 +89,19 @@ impl Jobs {
         }
     }
 
-    fn publish(&self, out: &mut Option<LinkTx>, topic: String, payload: Vec<u8>) -> bool {
+    fn publish(&self, out: &mut Option<OutLink>, topic: String, payload: Vec<u8>) -> bool {
         if out.is_none() {
             match self.broker.link("jobs") {
-                Ok((tx, _rx)) => *out = Some(tx),
+                Ok((_, tx, rx)) => *out = Some((tx, rx)),
                 Err(e) => {
                     log::error!("cannot open the jobs link: {e}");
                     return false;
                 }
             }
         }
-        let Some(tx) = out.as_mut() else { return false };
+        let Some((tx, _)) = out.as_mut() else {
+            return false;
+        };
         match tx.publish(topic, payload) {
             Ok(_) => true,
             Err(e) => {
@@ -111,7 +116,7 @@ impl Jobs {
     fn remote_requests(
         &self,
         conn: &mut rusqlite::Connection,
-        out: &mut Option<LinkTx>,
+        out: &mut Option<OutLink>,
     ) -> store::Result<()> {
         if !store::has_board_requests(conn)? {
             return Ok(());

@@ -139,10 +139,18 @@ impl Broker {
         self.addr
     }
 
-    /// A new in-process link with an unguessable client id `fabgate-<role>-<random>`.
-    pub fn link(&self, role: &str) -> Result<(LinkTx, LinkRx), String> {
+    /// A new in-process link with an unguessable client id `fabgate-<role>-<random>`;
+    /// returns the id too.
+    pub fn link(&self, role: &str) -> Result<(String, LinkTx, LinkRx), String> {
         let id = format!("{RESERVED_PREFIX}{role}-{}", auth::random_hex(8));
-        (self.make_link)(&id)
+        let (tx, rx) = (self.make_link)(&id)?;
+        Ok((id, tx, rx))
+    }
+
+    /// A link with a chosen client id: lets tests play an impostor taking a link over.
+    #[cfg(test)]
+    pub(crate) fn link_as(&self, id: &str) -> Result<(LinkTx, LinkRx), String> {
+        (self.make_link)(id)
     }
 }
 

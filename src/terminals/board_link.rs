@@ -24,6 +24,9 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Heartbeat of the link loop (Unix seconds), for the watchdog.
     pub alive_at: AtomicU64,
+    /// How many times the board link was (re)built, and its current client id.
+    pub links_built: AtomicU64,
+    pub link_id: Mutex<String>,
 }
 
 /// Most messages handled in one transaction.
@@ -56,10 +59,17 @@ impl BoardLink {
 
     fn serve(&self) -> Result<(), String> {
         let mut conn = self.store.connect().map_err(|e| e.to_string())?;
-        let (mut tx, mut rx) = self.broker.link("boards").map_err(|e| e.to_string())?;
+        let (id, mut tx, mut rx) = self.broker.link("boards")?;
         tx.subscribe(self.protocol.subscription())
             .map_err(|e| e.to_string())?;
-        log::debug!("board link subscribed to {}", self.protocol.subscription());
+        self.stats.links_built.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut current) = self.stats.link_id.lock() {
+            current.clone_from(&id);
+        }
+        log::debug!(
+            "board link {id} subscribed to {}",
+            self.protocol.subscription()
+        );
         let mut limiter = LogLimiter::default();
         let mut batch = Vec::with_capacity(64);
         loop {
@@ -70,7 +80,7 @@ impl BoardLink {
             match rx.recv_deadline(Instant::now() + Duration::from_secs(5)) {
                 Ok(Some(n)) => batch.push(n),
                 Ok(None) => continue,
-                Err(LinkError::RecvTimeout(_)) => continue,
+                Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => continue,
                 Err(e) => return Err(e.to_string()),
             }
             while batch.len() < MAX_BATCH {
@@ -215,6 +225,90 @@ impl LogLimiter {
             );
         } else {
             self.suppressed += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BrokerConfig, ProtocolConfig, Synchronous};
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+    /// An impostor takes the board link's client id over (what a device could do without
+    /// the reserved-prefix check): the link dies, is rebuilt, and boards get answers again.
+    #[test]
+    fn a_dead_board_link_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db"), Synchronous::Normal).unwrap();
+        store
+            .connect()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO machines (machine_id, machine_name, type_id) VALUES (1, 'LASER 1', 1)",
+            )
+            .unwrap();
+        let cfg = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BrokerConfig::default()
+        };
+        let protocol = Protocol::new(&ProtocolConfig::default());
+        let broker = Broker::start(&cfg, None, &protocol.subscription()).unwrap();
+        let stats = Arc::new(Stats::default());
+        BoardLink {
+            broker: broker.clone(),
+            store,
+            hot: Arc::default(),
+            protocol,
+            rules: Rules::from_config(&ProtocolConfig::default()),
+            stats: stats.clone(),
+        }
+        .spawn()
+        .unwrap();
+
+        let mut opts = MqttOptions::new("BOARD1", "127.0.0.1", broker.addr().port());
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = Client::new(opts, 10);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for e in connection.iter().flatten() {
+                if let Event::Incoming(Packet::Publish(p)) = e {
+                    let _ = tx.send(p.payload.to_vec());
+                }
+            }
+        });
+        client
+            .subscribe("machine/1/reply", QoS::AtMostOnce)
+            .unwrap();
+        let ask = || -> bool {
+            while rx.try_recv().is_ok() {}
+            client
+                .publish(
+                    "machine/1",
+                    QoS::AtMostOnce,
+                    false,
+                    br#"{"action":"checkmachine"}"#.to_vec(),
+                )
+                .unwrap();
+            rx.recv_timeout(Duration::from_millis(500)).is_ok()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ask() {
+            assert!(Instant::now() < deadline, "no answer before the takeover");
+        }
+        assert_eq!(stats.links_built.load(Ordering::Relaxed), 1);
+
+        // The real id is random and logged at debug level; the test reads it from stats.
+        let id = stats.link_id.lock().unwrap().clone();
+        let (_tx, _rx) = broker.link_as(&id).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.links_built.load(Ordering::Relaxed) < 2 {
+            assert!(Instant::now() < deadline, "link not rebuilt");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ask() {
+            assert!(Instant::now() < deadline, "no answer after the rebuild");
         }
     }
 }

@@ -380,8 +380,9 @@ impl AckLog {
     /// New log
     pub fn new() -> AckLog {
         AckLog {
-            committed: VecDeque::with_capacity(100),
-            recorded: VecDeque::with_capacity(100),
+            // fabgate patch: grow on demand (boards have one message in flight)
+            committed: VecDeque::new(),
+            recorded: VecDeque::new(),
         }
     }
 
