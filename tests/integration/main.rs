@@ -6,3 +6,5 @@ mod cli;
 mod common;
 mod conformance;
 mod faults;
+mod import;
+mod startup;
