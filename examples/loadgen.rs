@@ -22,6 +22,9 @@ struct Args {
     serve: Option<String>,
     /// Extra TOML lines for the daemon's [broker] section, e.g. "inbox_segment_size = 65536".
     broker: Vec<String>,
+    /// Pause of each board between two queries (0 = saturate). The firmware's own pace is
+    /// one query every few seconds; this models a busy lab without saturating the daemon.
+    think_ms: u64,
 }
 
 fn args() -> Args {
@@ -31,6 +34,7 @@ fn args() -> Args {
         sync: "full".into(),
         serve: None,
         broker: vec![],
+        think_ms: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -41,8 +45,9 @@ fn args() -> Args {
             "--sync" => a.sync = v(),
             "--serve" => a.serve = Some(v()),
             "--broker" => a.broker.push(v()),
+            "--think-ms" => a.think_ms = v().parse().expect("--think-ms N"),
             "--help" | "-h" => {
-                println!("loadgen [--boards N] [--seconds S] [--sync full|normal] [--broker 'key = value']...");
+                println!("loadgen [--boards N] [--seconds S] [--sync full|normal] [--think-ms N] [--broker 'key = value']...");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -116,6 +121,7 @@ fn main() {
         addr,
         a.boards,
         Duration::from_secs(a.seconds),
+        Duration::from_millis(a.think_ms),
         pid,
     ));
     let peak = hwm_kb(pid);
@@ -325,6 +331,7 @@ async fn run_load(
     addr: std::net::SocketAddr,
     boards: usize,
     duration: Duration,
+    think: Duration,
     pid: u32,
 ) -> Stats {
     let mut connected = Vec::new();
@@ -354,6 +361,9 @@ async fn run_load(
                     format!(r#"{{"action":"stopuse", "uid":"{uid}","duration":{i}}}"#),
                 ];
                 for q in cycle {
+                    if !think.is_zero() {
+                        tokio::time::sleep(think).await;
+                    }
                     match b.ask(q).await {
                         Some(d) => stats.borrow_mut().latencies_us.push(d.as_micros() as u32),
                         None => {

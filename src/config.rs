@@ -74,7 +74,7 @@ pub struct BrokerConfig {
     /// Largest MQTT packet accepted; a bigger one closes that client's connection.
     /// Boards never send more than 300 bytes.
     pub max_payload_size: usize,
-    /// Size of one in-memory log segment per subscription filter (bytes, >= 1024). Each
+    /// Size of one in-memory log segment per subscription filter (bytes, >= 128). Each
     /// board subscribes two filters, so this bounds the broker's memory per board.
     pub segment_size: usize,
     /// Number of log segments kept per subscription filter besides the active one (>= 1).
@@ -142,9 +142,9 @@ impl Default for BrokerConfig {
             allow_anonymous: false,
             max_connections: 512,
             max_payload_size: 4096,
-            segment_size: 1024,
+            segment_size: 256,
             segment_count: 1,
-            inbox_segment_size: 256 * 1024,
+            inbox_segment_size: 64 * 1024,
             connection_timeout_s: 10,
         }
     }
@@ -276,8 +276,8 @@ impl Config {
             return Err(bad("protocol.housekeeping_interval_ms", "must be above 0"));
         }
         let b = &self.broker;
-        if b.segment_size < 1024 {
-            return Err(bad("broker.segment_size", "must be at least 1024 bytes"));
+        if b.segment_size < 128 {
+            return Err(bad("broker.segment_size", "must be at least 128 bytes"));
         }
         if b.inbox_segment_size < 1024 {
             return Err(bad(

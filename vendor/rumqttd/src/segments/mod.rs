@@ -63,8 +63,10 @@ where
     /// Create a new `CommitLog` with the given contraints. If `max_mem_segments` is 0, then only
     /// the active segment is maintained.
     pub fn new(max_segment_size: usize, max_mem_segments: usize) -> io::Result<Self> {
-        if max_segment_size < 1024 {
-            panic!("given max_segment_size {max_segment_size} bytes < 1KB");
+        // fabgate patch: allow segments down to 128 bytes (a board's reply filter holds one
+        // or two small replies at a time; 1 KiB segments kept ~40 replies per board).
+        if max_segment_size < 128 {
+            panic!("given max_segment_size {max_segment_size} bytes < 128 B");
         }
 
         if max_mem_segments < 1 {
