@@ -11,5 +11,6 @@ pub mod daemon;
 pub mod jobs;
 pub mod lab;
 pub mod logging;
+pub mod passwords;
 pub mod store;
 pub mod terminals;

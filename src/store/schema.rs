@@ -117,4 +117,19 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 "#,
+    // 2: the staff panel.
+    r#"
+ALTER TABLE members ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN language TEXT;          -- 'en', 'it', NULL = browser's
+-- Panel sessions: only SHA-256 of the cookie token is stored, so a copy of the database
+-- does not hold live sessions.
+CREATE TABLE web_sessions (
+    token_hash BLOB PRIMARY KEY,
+    member_id  INTEGER NOT NULL REFERENCES members(member_id) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX web_sessions_member ON web_sessions(member_id);
+"#,
 ];
