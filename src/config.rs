@@ -33,6 +33,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub broker: BrokerConfig,
     pub protocol: ProtocolConfig,
+    pub web: WebConfig,
     pub log: LogConfig,
 }
 
@@ -119,6 +120,23 @@ pub struct ProtocolConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address of the staff panel. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Threads answering panel requests (the Pi Zero has one core: keep it small).
+    pub workers: usize,
+    /// Most simultaneous panel connections; more wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Largest request body accepted (bytes); forms are small.
+    pub max_body_bytes: usize,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_min: i64,
+    /// Most browsers receiving live dashboard updates at once.
+    pub max_live_clients: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// error, warn, info, debug or trace; `RUST_LOG` overrides it.
     pub level: String,
@@ -165,6 +183,19 @@ impl Default for ProtocolConfig {
             synccache_max_cards: 200,
             max_reply_bytes: 256,
             duplicate_window_s: 86_400,
+        }
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "0.0.0.0:8080".parse().expect("valid literal"),
+            workers: 2,
+            max_connections: 64,
+            max_body_bytes: 64 * 1024,
+            session_idle_min: 12 * 60,
+            max_live_clients: 8,
         }
     }
 }
@@ -299,6 +330,22 @@ impl Config {
         }
         if b.connection_timeout_s == 0 {
             return Err(bad("broker.connection_timeout_s", "must be above 0"));
+        }
+        let w = &self.web;
+        if !(1..=32).contains(&w.workers) {
+            return Err(bad("web.workers", "must be between 1 and 32"));
+        }
+        if w.max_connections < 2 {
+            return Err(bad("web.max_connections", "must be at least 2"));
+        }
+        if !(1024..=16 << 20).contains(&w.max_body_bytes) {
+            return Err(bad(
+                "web.max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if w.session_idle_min < 1 {
+            return Err(bad("web.session_idle_min", "must be at least 1"));
         }
         if self.store.flush_interval_s == 0 {
             return Err(bad("store.flush_interval_s", "must be above 0"));

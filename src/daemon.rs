@@ -19,11 +19,14 @@ pub enum StartError {
     Broker(#[from] crate::broker::Error),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("{0}")]
+    Web(#[from] crate::web::Error),
 }
 
 /// A running daemon.
 pub struct Daemon {
     pub mqtt_addr: SocketAddr,
+    pub web_addr: SocketAddr,
     pub store: Store,
     pub hot: Arc<Mutex<Hot>>,
     pub stats: Arc<Stats>,
@@ -73,14 +76,30 @@ impl Daemon {
             stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
         }
         .spawn()?;
+        if let Some((email, password)) = crate::web::first_admin(&store)? {
+            // The one time this password exists in clear: the lab's first login.
+            log::warn!(
+                "first start: log into the panel as {email} with the one-time password {password} \
+                 (you must change it at first login)"
+            );
+        }
+        let web_addr = crate::web::start(crate::web::App::new(
+            store.clone(),
+            hot.clone(),
+            stats.clone(),
+            Rules::from_config(&config.protocol),
+            config.web.clone(),
+        ))?;
         log::info!(
-            "fabgate {} ready: MQTT on {}, database {}",
+            "fabgate {} ready: MQTT on {}, panel on http://{}, database {}",
             env!("CARGO_PKG_VERSION"),
             broker.addr(),
+            web_addr,
             store.path().display()
         );
         Ok(Daemon {
             mqtt_addr: broker.addr(),
+            web_addr,
             store,
             hot,
             stats,

@@ -14,3 +14,4 @@ pub mod logging;
 pub mod passwords;
 pub mod store;
 pub mod terminals;
+pub mod web;

@@ -29,7 +29,13 @@ pub fn hash(password: &str) -> String {
 pub fn verify(stored: &str, password: &str) -> Verdict {
     if stored.starts_with("$argon2") {
         return match PasswordHash::new(stored) {
-            Ok(h) if Argon2::default().verify_password(password.as_bytes(), &h).is_ok() => Verdict::Ok,
+            Ok(h)
+                if Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok() =>
+            {
+                Verdict::Ok
+            }
             _ => Verdict::Wrong,
         };
     }
@@ -44,14 +50,19 @@ pub fn verify(stored: &str, password: &str) -> Verdict {
 /// its ASCII bytes.
 fn werkzeug(stored: &str, password: &str) -> bool {
     let mut parts = stored.splitn(3, '$');
-    let (Some(method), Some(salt), Some(hex_hash)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(salt), Some(hex_hash)) = (parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
-    let Ok(expected) = hex::decode(hex_hash) else { return false };
+    let Ok(expected) = hex::decode(hex_hash) else {
+        return false;
+    };
     let args: Vec<&str> = method.split(':').collect();
     let derived = match args.as_slice() {
         ["pbkdf2", "sha256", iterations] => {
-            let Ok(n) = iterations.parse::<u32>() else { return false };
+            let Ok(n) = iterations.parse::<u32>() else {
+                return false;
+            };
             // Werkzeug's lowest default was 150,000; refuse silly values (DoS or weak).
             if !(1_000..=10_000_000).contains(&n) {
                 return false;
@@ -62,18 +73,26 @@ fn werkzeug(stored: &str, password: &str) -> bool {
         }
         ["pbkdf2", "sha256"] => {
             let mut out = vec![0u8; expected.len().clamp(1, 64)];
-            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), 260_000, &mut out);
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+                password.as_bytes(),
+                salt.as_bytes(),
+                260_000,
+                &mut out,
+            );
             out
         }
         ["scrypt", n, r, p] => {
-            let (Ok(n), Ok(r), Ok(p)) = (n.parse::<u64>(), r.parse::<u32>(), p.parse::<u32>()) else {
+            let (Ok(n), Ok(r), Ok(p)) = (n.parse::<u64>(), r.parse::<u32>(), p.parse::<u32>())
+            else {
                 return false;
             };
             // Memory is 128 * r * n bytes: cap it at 64 MiB on a 512 MB Pi.
             if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || 128 * r as u64 * n > 64 << 20 {
                 return false;
             }
-            let Ok(params) = scrypt::Params::new(n.trailing_zeros() as u8, r, p, expected.len().clamp(10, 64)) else {
+            let Ok(params) =
+                scrypt::Params::new(n.trailing_zeros() as u8, r, p, expected.len().clamp(10, 64))
+            else {
                 return false;
             };
             let mut out = vec![0u8; expected.len().clamp(10, 64)];
@@ -123,7 +142,15 @@ mod tests {
 
     #[test]
     fn malformed_hashes_never_verify() {
-        for stored in ["", "plain", "pbkdf2:sha256:10$s$zz", "pbkdf2:md5:1000$s$00", "scrypt:3:8:1$s$00", "$argon2id$garbage", "pbkdf2:sha256:99999999999$s$00"] {
+        for stored in [
+            "",
+            "plain",
+            "pbkdf2:sha256:10$s$zz",
+            "pbkdf2:md5:1000$s$00",
+            "scrypt:3:8:1$s$00",
+            "$argon2id$garbage",
+            "pbkdf2:sha256:99999999999$s$00",
+        ] {
             assert_eq!(verify(stored, ""), Verdict::Wrong, "{stored}");
         }
     }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -84,6 +86,7 @@ impl Lab {
             "[store]\ndata_dir = {dir:?}\ndatabase = \"fabgate.db\"\nflush_interval_s = 3600\nsynchronous = \"normal\"\n\n\
              [broker]\nlisten = \"127.0.0.1:0\"\n{broker}\n\n\
              [protocol]\nhousekeeping_interval_ms = 100\nstats_interval_s = 1\n{protocol}\n\n\
+             [web]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\n\
              [log]\nlevel = \"debug\"\n{extra}",
             dir = self.dir.path().display().to_string(),
             extra = self.extra_config,
@@ -173,6 +176,9 @@ pub fn add_credential(
 pub struct TestDaemon {
     pub child: Child,
     pub mqtt: SocketAddr,
+    pub panel: SocketAddr,
+    /// The first administrator's one-time password, when this start created one.
+    pub admin_password: Option<String>,
     pub log: Arc<Mutex<Vec<String>>>,
     pub started: Instant,
 }
@@ -192,19 +198,29 @@ impl TestDaemon {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
+        let (pw_tx, pw_rx) = mpsc::channel();
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[fabgate] {line}");
+                if let Some(rest) = line.split("one-time password ").nth(1) {
+                    let _ = pw_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
                 if let Some(rest) = line.split("ready: MQTT on ").nth(1) {
-                    let addr = rest.split(',').next().unwrap().to_string();
-                    let _ = ready_tx.send(addr);
+                    let mqtt = rest.split(',').next().unwrap().to_string();
+                    let panel = rest
+                        .split("panel on http://")
+                        .nth(1)
+                        .and_then(|p| p.split(',').next())
+                        .unwrap_or("")
+                        .to_string();
+                    let _ = ready_tx.send((mqtt, panel));
                 }
                 log2.lock().unwrap().push(line);
             }
         });
-        let addr = ready_rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+        let (mqtt, panel) = ready_rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
             let _ = child.kill();
             panic!(
                 "daemon did not report ready; log: {:?}",
@@ -213,7 +229,9 @@ impl TestDaemon {
         });
         TestDaemon {
             child,
-            mqtt: addr.parse().unwrap(),
+            mqtt: mqtt.parse().unwrap(),
+            panel: panel.parse().expect("panel address in the ready line"),
+            admin_password: pw_rx.try_recv().ok(),
             log,
             started,
         }

@@ -1,0 +1,159 @@
+//! Panel accounts: who may log in (members whose role has the panel capability), checking
+//! and changing passwords, and the first administrator of a fresh lab.
+
+use crate::passwords::{self, Verdict};
+use crate::store::{self, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Email of the administrator created on first start.
+pub const FIRST_ADMIN_EMAIL: &str = "admin@fabgate.local";
+
+/// A panel account found by email.
+pub struct Account {
+    pub member_id: i64,
+    pub password_hash: Option<String>,
+    pub may_log_in: bool,
+}
+
+pub fn account_by_email(conn: &Connection, email: &str) -> Result<Option<Account>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT m.member_id, m.password_hash, r.backend_admin = 1 AND m.disabled = 0 AND m.deleted = 0
+             FROM members m JOIN roles r ON r.role_id = m.role_id
+             WHERE m.email = ?1 COLLATE NOCASE",
+        )?
+        .query_row([email.trim()], |r| {
+            Ok(Account {
+                member_id: r.get(0)?,
+                password_hash: r.get(1)?,
+                may_log_in: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A hash to verify against when the account does not exist, so a wrong email costs as
+/// much time as a wrong password (no account discovery by timing).
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| passwords::hash(&crate::broker::random_hex(16)))
+}
+
+/// Checks an email/password pair. On success returns the member id, re-hashing a legacy
+/// (Werkzeug) hash to argon2id.
+pub fn check_login(conn: &Connection, email: &str, password: &str) -> Result<Option<i64>> {
+    let account = account_by_email(conn, email)?;
+    let stored = account
+        .as_ref()
+        .and_then(|a| a.password_hash.clone())
+        .unwrap_or_else(|| dummy_hash().to_string());
+    let verdict = passwords::verify(&stored, password);
+    let Some(account) = account.filter(|a| a.may_log_in && a.password_hash.is_some()) else {
+        return Ok(None);
+    };
+    match verdict {
+        Verdict::Wrong => Ok(None),
+        Verdict::Ok => Ok(Some(account.member_id)),
+        Verdict::OkRehash => {
+            set_password(conn, account.member_id, password, false)?;
+            log::info!(
+                "member {}: imported password re-hashed with argon2id",
+                account.member_id
+            );
+            Ok(Some(account.member_id))
+        }
+    }
+}
+
+pub fn password_hash(conn: &Connection, member_id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT password_hash FROM members WHERE member_id = ?1",
+            [member_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+pub fn set_password(
+    conn: &Connection,
+    member_id: i64,
+    password: &str,
+    must_change: bool,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE members SET password_hash = ?2, must_change_password = ?3 WHERE member_id = ?1",
+        params![member_id, passwords::hash(password), must_change],
+    )?;
+    Ok(())
+}
+
+/// On a lab where nobody can log into the panel, creates an administrator with a random
+/// one-time password, which the caller prints once. It must be changed at first login.
+pub fn ensure_first_admin(conn: &mut Connection, now: i64) -> Result<Option<(String, String)>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM members m JOIN roles r ON r.role_id = m.role_id
+         WHERE r.backend_admin = 1 AND m.disabled = 0 AND m.deleted = 0
+         AND m.password_hash IS NOT NULL AND m.email IS NOT NULL AND m.email <> '')",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists {
+        return Ok(None);
+    }
+    let role: Option<i64> = tx
+        .query_row(
+            "SELECT role_id FROM roles WHERE backend_admin = 1 ORDER BY authorize_all DESC, role_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let role = match role {
+        Some(r) => r,
+        None => {
+            tx.execute(
+                "INSERT INTO roles (role_name, authorize_all, reserved, maintenance, backend_admin)
+                 VALUES ('panel admins', 1, 1, 1, 1)",
+                [],
+            )?;
+            tx.last_insert_rowid()
+        }
+    };
+    let password = passwords::generate();
+    let existing: Option<i64> = tx
+        .query_row(
+            "SELECT member_id FROM members WHERE email = ?1 COLLATE NOCASE",
+            [FIRST_ADMIN_EMAIL],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let id = match existing {
+        Some(id) => {
+            tx.execute(
+                "UPDATE members SET role_id = ?2, disabled = 0, deleted = 0 WHERE member_id = ?1",
+                params![id, role],
+            )?;
+            id
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO members (name, surname, role_id, email, created_at) VALUES ('Admin', '', ?1, ?2, ?3)",
+                params![role, FIRST_ADMIN_EMAIL, now],
+            )?;
+            tx.last_insert_rowid()
+        }
+    };
+    set_password(&tx, id, &password, true)?;
+    tx.commit()?;
+    Ok(Some((FIRST_ADMIN_EMAIL.to_string(), password)))
+}
+
+/// The lab's name for page titles.
+pub fn lab_name(conn: &Connection) -> String {
+    store::setting(conn, "lab_name")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "fabgate".into())
+}

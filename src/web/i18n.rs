@@ -1,0 +1,172 @@
+//! Panel languages. The English text is the key; other languages map it. A member's
+//! chosen language wins, else the browser's `Accept-Language`, else the lab default.
+//! A test checks that every `tr(lang, "…")` in the panel's source has an Italian entry.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    It,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::It => "it",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Lang> {
+        match code.get(..2).map(|c| c.to_ascii_lowercase()).as_deref() {
+            Some("en") => Some(Lang::En),
+            Some("it") => Some(Lang::It),
+            _ => None,
+        }
+    }
+
+    /// The first supported language of an `Accept-Language` header, by quality.
+    pub fn from_accept(header: &str) -> Option<Lang> {
+        let mut langs: Vec<(f32, Lang)> = header
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.trim().split(';');
+                let lang = Lang::from_code(it.next()?.trim())?;
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse().ok()))
+                    .unwrap_or(1.0);
+                Some((q, lang))
+            })
+            .collect();
+        langs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        langs.first().map(|(_, l)| *l)
+    }
+}
+
+/// The translation of an English panel text.
+pub fn tr(lang: Lang, en: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::It => italian().get(en).copied().unwrap_or(en),
+    }
+}
+
+fn italian() -> &'static HashMap<&'static str, &'static str> {
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| IT.iter().copied().collect())
+}
+
+const IT: &[(&str, &str)] = &[
+    ("Dashboard", "Cruscotto"),
+    ("Members", "Soci"),
+    ("Machines", "Macchine"),
+    ("History", "Storico"),
+    ("Maintenance", "Manutenzione"),
+    ("System", "Sistema"),
+    ("Settings", "Impostazioni"),
+    ("Log out", "Esci"),
+    ("Log in", "Accedi"),
+    ("Email", "Email"),
+    ("Password", "Password"),
+    ("Wrong email or password.", "Email o password errati."),
+    (
+        "Too many failed attempts. Try again in 15 minutes.",
+        "Troppi tentativi falliti. Riprova tra 15 minuti.",
+    ),
+    (
+        "The form expired. Please try again.",
+        "Il modulo è scaduto. Riprova.",
+    ),
+    ("Change password", "Cambia password"),
+    (
+        "Choose a new password before you continue.",
+        "Scegli una nuova password prima di continuare.",
+    ),
+    ("Current password", "Password attuale"),
+    ("New password", "Nuova password"),
+    ("Repeat the new password", "Ripeti la nuova password"),
+    ("Password changed.", "Password cambiata."),
+    (
+        "The current password is wrong.",
+        "La password attuale è errata.",
+    ),
+    (
+        "The new passwords differ.",
+        "Le nuove password non coincidono.",
+    ),
+    ("Use at least 10 characters.", "Usa almeno 10 caratteri."),
+    ("Save", "Salva"),
+    ("free", "libera"),
+    ("in use", "in uso"),
+    ("blocked", "bloccata"),
+    ("maintenance due", "manutenzione da fare"),
+    ("offline", "non in linea"),
+    ("online", "in linea"),
+    ("never seen", "mai vista"),
+    ("by", "da"),
+    ("since", "da"),
+    ("In use now", "In uso ora"),
+    ("Members today", "Soci oggi"),
+    ("Hours this week", "Ore questa settimana"),
+    ("Board", "Scheda"),
+    ("last seen", "ultimo contatto"),
+    ("No machines yet.", "Ancora nessuna macchina."),
+    ("Page not found.", "Pagina non trovata."),
+    (
+        "Something went wrong; it has been logged.",
+        "Qualcosa è andato storto; l'errore è stato registrato.",
+    ),
+    ("Request too large.", "Richiesta troppo grande."),
+    ("Language", "Lingua"),
+    ("Live", "In diretta"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_best_supported() {
+        assert_eq!(Lang::from_accept("it-IT,it;q=0.9,en;q=0.8"), Some(Lang::It));
+        assert_eq!(
+            Lang::from_accept("de-DE, en;q=0.5, it;q=0.7"),
+            Some(Lang::It)
+        );
+        assert_eq!(Lang::from_accept("fr"), None);
+        assert_eq!(Lang::from_accept(""), None);
+    }
+
+    /// Every text the panel translates has an Italian entry.
+    #[test]
+    fn every_panel_text_has_an_italian_translation() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/web");
+        let mut missing = Vec::new();
+        let mut stack = vec![std::path::PathBuf::from(dir)];
+        while let Some(p) = stack.pop() {
+            for entry in std::fs::read_dir(&p).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.ends_with("i18n.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for part in text.split("tr(lang, \"").skip(1) {
+                    let key = &part[..part.find('"').unwrap()];
+                    if !italian().contains_key(key) {
+                        missing.push(format!("{}: {key}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "missing Italian texts:\n{}",
+            missing.join("\n")
+        );
+    }
+}

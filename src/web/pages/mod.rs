@@ -1,0 +1,66 @@
+//! Panel pages: each module gathers what it shows from `store`/`lab` and renders it with
+//! `layout`. `Ctx` is what a handler gets for one request.
+
+pub mod dashboard;
+pub mod login;
+
+use super::http::{Req, Resp};
+use super::i18n::{tr, Lang};
+use super::layout::{self, Frame};
+use super::session::Session;
+use super::App;
+use jiff::tz::TimeZone;
+use maud::{html, Markup};
+use rusqlite::Connection;
+
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub db: &'a mut Connection,
+    pub req: &'a Req,
+    pub session: Option<Session>,
+    pub lang: Lang,
+    pub now: i64,
+    pub tz: TimeZone,
+    pub lab_name: String,
+}
+
+impl Ctx<'_> {
+    pub fn csrf(&self) -> &str {
+        self.session.as_ref().map_or("", |s| s.csrf.as_str())
+    }
+
+    /// A whole page in the panel's frame.
+    pub fn page(&self, title: &str, nav: &str, body: Markup) -> Resp {
+        let frame = Frame {
+            lang: self.lang,
+            title,
+            lab_name: &self.lab_name,
+            user: self.session.as_ref().map(|s| s.name.as_str()),
+            csrf: self.session.as_ref().map(|s| s.csrf.as_str()),
+            nav,
+        };
+        Resp::html(layout::page(&frame, body))
+    }
+
+    pub fn not_found(&self) -> Resp {
+        let lang = self.lang;
+        self.page(
+            "404",
+            "",
+            html! { h1 { "404" } (layout::notice("info", tr(lang, "Page not found."))) },
+        )
+        .status(404)
+    }
+
+    /// A store failure: logged, and the person sees a polite page.
+    pub fn failure(&self, e: &crate::store::Error) -> Resp {
+        log::error!("panel {}: {e}", self.req.path);
+        let lang = self.lang;
+        self.page(
+            "500",
+            "",
+            html! { h1 { "500" } (layout::notice("error", tr(lang, "Something went wrong; it has been logged."))) },
+        )
+        .status(500)
+    }
+}

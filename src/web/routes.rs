@@ -1,0 +1,113 @@
+//! Every panel URL in one table. Pages other than the login and the assets need a
+//! session; every POST needs the session's CSRF token and a same-origin request; a member
+//! who must change their password sees only the password form.
+
+use super::http::{Method, Req, Resp};
+use super::i18n::{tr, Lang};
+use super::pages::{dashboard, login, Ctx};
+use super::session::{self, COOKIE};
+use super::{accounts, time, App};
+use rusqlite::Connection;
+
+const STYLE: &str = include_str!("../../assets/style.css");
+const LIVE_JS: &str = include_str!("../../assets/live.js");
+const ICON: &str = include_str!("../../assets/icon.svg");
+
+pub fn handle(app: &App, db: &mut Connection, req: &Req) -> Resp {
+    if let Some(asset) = asset(&req.path) {
+        return asset;
+    }
+    let now = crate::store::now();
+    let session = match req.cookie(COOKIE) {
+        Some(token) => match session::load(db, token, now, app.cfg.session_idle_min * 60) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("panel: loading a session: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let lang = session
+        .as_ref()
+        .and_then(|s| s.language.as_deref())
+        .and_then(Lang::from_code)
+        .or_else(|| req.accept_language.as_deref().and_then(Lang::from_accept))
+        .or_else(|| {
+            crate::store::setting(db, "language")
+                .ok()
+                .flatten()
+                .as_deref()
+                .and_then(Lang::from_code)
+        })
+        .unwrap_or(Lang::En);
+    let tz = time::zone(
+        crate::store::setting(db, "timezone")
+            .ok()
+            .flatten()
+            .as_deref(),
+    );
+    let lab_name = accounts::lab_name(db);
+    let mut cx = Ctx {
+        app,
+        db,
+        req,
+        session,
+        lang,
+        now,
+        tz,
+        lab_name,
+    };
+    route(&mut cx)
+}
+
+fn route(cx: &mut Ctx) -> Resp {
+    let method = cx.req.method;
+    let path = cx.req.path.clone();
+    match (method, path.as_str()) {
+        (Method::Get, "/login") => return login::form(cx, None, ""),
+        (Method::Post, "/login") => return login::login(cx),
+        _ => {}
+    }
+    let Some(session) = cx.session.clone() else {
+        return match method {
+            Method::Get => Resp::redirect("/login"),
+            _ => Resp::text(403, "Log in first."),
+        };
+    };
+    if method == Method::Post
+        && (!cx.req.same_origin() || !session::csrf_ok(&session, cx.req.field("csrf")))
+    {
+        log::warn!("panel: POST {path} refused: bad CSRF token or cross-site origin");
+        return Resp::text(403, tr(cx.lang, "The form expired. Please try again."));
+    }
+    match (method, path.as_str()) {
+        (Method::Post, "/logout") => return login::logout(cx),
+        (Method::Get, "/password") => return login::password_form(cx, None),
+        (Method::Post, "/password") => return login::change_password(cx),
+        _ => {}
+    }
+    if session.must_change_password {
+        return Resp::redirect("/password");
+    }
+    match (method, path.as_str()) {
+        (Method::Get, "/") => dashboard::page(cx),
+        (Method::Get, "/dashboard/cards") => dashboard::fragment(cx),
+        (Method::Get, "/events") => dashboard::events(cx),
+        (Method::Other, _) => Resp::text(405, "Method not allowed.").header("Allow", "GET, POST"),
+        _ => cx.not_found(),
+    }
+}
+
+fn asset(path: &str) -> Option<Resp> {
+    let (body, kind) = match path {
+        "/assets/style.css" => (STYLE, "text/css; charset=utf-8"),
+        "/assets/live.js" => (LIVE_JS, "text/javascript; charset=utf-8"),
+        "/assets/icon.svg" | "/favicon.ico" => (ICON, "image/svg+xml"),
+        _ => return None,
+    };
+    Some(
+        Resp::new(200, kind, body.as_bytes().to_vec())
+            .header("Cache-Control", "public, max-age=3600"),
+    )
+}

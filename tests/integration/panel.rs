@@ -1,0 +1,329 @@
+//! The staff panel over real HTTP: first admin, login, sessions, CSRF, throttling, the
+//! live dashboard. Each security rule of the panel issue is a test here.
+
+use crate::common::browser::Browser;
+use crate::common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+/// A started lab with fixture F and a logged-in administrator (password changed).
+fn logged_in() -> (Lab, TestDaemon, Browser) {
+    let (lab, d) = start_f();
+    let mut b = Browser::new(d.panel);
+    let first = d
+        .admin_password
+        .clone()
+        .expect("first start prints a one-time password");
+    let p = b.login("admin@fabgate.local", &first);
+    assert_eq!(p.location.as_deref(), Some("/password"));
+    let p = b.get("/password");
+    assert!(p.body.contains("Choose a new password"), "{}", p.body);
+    let p = b.post(
+        "/password",
+        &[
+            ("current", &first),
+            ("new", "correct horse 42"),
+            ("repeat", "correct horse 42"),
+        ],
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    let home = b.get("/");
+    assert_eq!(home.status, 200);
+    (lab, d, b)
+}
+
+#[test]
+fn first_admin_must_change_the_one_time_password() {
+    let (_lab, d) = start_f();
+    let first = d
+        .admin_password
+        .clone()
+        .expect("one-time password printed once");
+    assert!(d.log_contains("admin@fabgate.local"));
+    let mut b = Browser::new(d.panel);
+    assert_eq!(b.get("/").location.as_deref(), Some("/login"));
+    let p = b.post(
+        "/login",
+        &[("email", "admin@fabgate.local"), ("password", &first)],
+    );
+    assert_eq!(p.status, 303);
+    // Every page leads to the password form until it is changed.
+    for path in ["/", "/members", "/dashboard/cards"] {
+        assert_eq!(b.get(path).location.as_deref(), Some("/password"), "{path}");
+    }
+    b.get("/password");
+    let p = b.post(
+        "/password",
+        &[("current", &first), ("new", "short"), ("repeat", "short")],
+    );
+    assert_eq!(p.status, 400);
+    let p = b.post(
+        "/password",
+        &[
+            ("current", "wrong one!!"),
+            ("new", "long enough 1"),
+            ("repeat", "long enough 1"),
+        ],
+    );
+    assert_eq!(p.status, 400);
+    let p = b.post(
+        "/password",
+        &[
+            ("current", &first),
+            ("new", "long enough 1"),
+            ("repeat", "long enough 1"),
+        ],
+    );
+    assert_eq!(p.status, 303);
+    assert_eq!(b.get("/").status, 200);
+    // The one-time password is gone; the new one works.
+    let mut other = Browser::new(d.panel);
+    assert_eq!(
+        other
+            .post(
+                "/login",
+                &[("email", "admin@fabgate.local"), ("password", &first)]
+            )
+            .status,
+        401
+    );
+    assert_eq!(
+        other
+            .post(
+                "/login",
+                &[
+                    ("email", "ADMIN@fabgate.local"),
+                    ("password", "long enough 1")
+                ]
+            )
+            .status,
+        303
+    );
+    // A restart does not create another admin.
+    d.stop();
+}
+
+#[test]
+fn session_cookie_and_security_headers() {
+    let (_lab, d, mut b) = logged_in();
+    let p = b.post("/login", &[("email", "x@y.z"), ("password", "nope")]);
+    assert_eq!(p.status, 401);
+    let mut fresh = Browser::new(d.panel);
+    let first = fresh.post(
+        "/login",
+        &[
+            ("email", "admin@fabgate.local"),
+            ("password", "correct horse 42"),
+        ],
+    );
+    let cookie = first.header("set-cookie").unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let page = b.get("/");
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    // No inline script anywhere: every <script> has a src.
+    for part in page.body.split("<script").skip(1) {
+        assert!(
+            part.trim_start().starts_with("src="),
+            "inline script: {part}"
+        );
+    }
+    // Logging out ends the session server-side, not just in the browser.
+    let token = b.cookie.clone().unwrap();
+    let out = b.post("/logout", &[]);
+    assert_eq!(out.status, 303);
+    b.cookie = Some(token);
+    assert_eq!(b.get("/").location.as_deref(), Some("/login"));
+}
+
+#[test]
+fn state_changes_need_csrf_and_same_origin() {
+    let (_lab, _d, mut b) = logged_in();
+    b.get("/");
+    let p = b.post("/logout", &[("csrf", "forged")]);
+    assert_eq!(p.status, 403);
+    let p = b.post_raw(
+        "/logout",
+        &[("csrf", b.csrf.clone().unwrap().as_str())],
+        &[
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+    );
+    assert_eq!(p.status, 403);
+    // Still logged in after both refusals.
+    assert_eq!(b.get("/").status, 200);
+    // GET never changes state: /logout by GET is not a route.
+    assert_eq!(b.get("/logout").status, 404);
+}
+
+#[test]
+fn login_is_throttled_per_account_and_address() {
+    let (_lab, d, _b) = logged_in();
+    let mut b = Browser::new(d.panel);
+    for _ in 0..5 {
+        assert_eq!(
+            b.post(
+                "/login",
+                &[("email", "admin@fabgate.local"), ("password", "guess")]
+            )
+            .status,
+            401
+        );
+    }
+    // Even the right password is refused while the account is throttled.
+    let p = b.post(
+        "/login",
+        &[
+            ("email", "admin@fabgate.local"),
+            ("password", "correct horse 42"),
+        ],
+    );
+    assert_eq!(p.status, 429);
+    assert!(p.body.contains("15 minutes"));
+}
+
+#[test]
+fn only_panel_roles_log_in_and_imported_hashes_work() {
+    let (lab, d, _b) = logged_in();
+    // Werkzeug hash of "admin" (FabOMatic's format), computed with Python's hashlib.
+    let werkzeug = "pbkdf2:sha256:600000$PIeuM3M7ZG3k6Akz$b5423dcef824986468be4d88d31d98b70fa441cdb8ca9838c099f8390b671f41";
+    lab.sql(&format!(
+        "UPDATE roles SET backend_admin = 1 WHERE role_id = 1;
+         UPDATE members SET email = 'anna@lab.org', password_hash = '{werkzeug}' WHERE member_id = 1;
+         UPDATE members SET email = 'carla@lab.org', password_hash = '{werkzeug}' WHERE member_id = 3;"
+    ));
+    let mut anna = Browser::new(d.panel);
+    assert_eq!(
+        anna.post(
+            "/login",
+            &[("email", "anna@lab.org"), ("password", "admin")]
+        )
+        .status,
+        303
+    );
+    let stored: String = lab
+        .db()
+        .query_row(
+            "SELECT password_hash FROM members WHERE member_id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        stored.starts_with("$argon2id$"),
+        "re-hashed at login: {stored}"
+    );
+    let mut again = Browser::new(d.panel);
+    assert_eq!(
+        again
+            .post(
+                "/login",
+                &[("email", "anna@lab.org"), ("password", "admin")]
+            )
+            .status,
+        303
+    );
+    // Carla's role ("users") has no panel capability: refused like a wrong password.
+    let mut carla = Browser::new(d.panel);
+    assert_eq!(
+        carla
+            .post(
+                "/login",
+                &[("email", "carla@lab.org"), ("password", "admin")]
+            )
+            .status,
+        401
+    );
+    // A disabled admin is refused too, and their open session ends.
+    lab.sql("UPDATE members SET disabled = 1 WHERE member_id = 1");
+    assert_eq!(anna.get("/").location.as_deref(), Some("/login"));
+}
+
+#[test]
+fn oversize_bodies_are_refused() {
+    let (_lab, d, _b) = logged_in();
+    let mut b = Browser::new(d.panel);
+    let big = "x".repeat(200 * 1024);
+    let p = b.post("/login", &[("email", "a@b.c"), ("password", &big)]);
+    assert_eq!(p.status, 413);
+}
+
+#[test]
+fn dashboard_shows_machines_and_escapes_names() {
+    let (lab, d, mut b) = logged_in();
+    lab.sql("UPDATE machines SET machine_name = '<script>alert(1)</script>' WHERE machine_id = 2");
+    let board = d.board("1");
+    board.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    let p = b.get("/");
+    assert!(p.body.contains("LASER 1"));
+    assert!(p.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!p.body.contains("<script>alert(1)"));
+    let cards = b.get("/dashboard/cards");
+    let laser = cards.body.split("data-machine=\"1\"").nth(1).unwrap();
+    let laser = laser.split("</article>").next().unwrap();
+    assert!(laser.contains("Carla") && laser.contains("busy"), "{laser}");
+    // Machine 4 has an overdue plan in fixture F.
+    let cnc = cards
+        .body
+        .split("data-machine=\"4\"")
+        .nth(1)
+        .unwrap()
+        .split("</article>")
+        .next()
+        .unwrap();
+    assert!(cnc.contains("maintenance due"), "{cnc}");
+    // Machine 3 is blocked.
+    assert!(cards
+        .body
+        .split("data-machine=\"3\"")
+        .nth(1)
+        .unwrap()
+        .split("</article>")
+        .next()
+        .unwrap()
+        .contains("blocked"));
+    assert!(p.body.contains("In use now"));
+}
+
+#[test]
+fn live_events_follow_card_taps() {
+    let (_lab, d, b) = logged_in();
+    let mut s = std::net::TcpStream::connect(d.panel).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: fg_session={}\r\nAccept: text/event-stream\r\n\r\n",
+        d.panel,
+        b.cookie.clone().unwrap()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    std::thread::sleep(Duration::from_millis(400));
+    let t0 = std::time::Instant::now();
+    let board = d.board("1");
+    board.publish(r#"{"action":"checkuser","uid":"aabbccd3"}"#);
+    loop {
+        line.clear();
+        r.read_line(&mut line)
+            .expect("event within the read timeout");
+        if line.contains("event: change") {
+            break;
+        }
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "event after {:?}",
+        t0.elapsed()
+    );
+}
