@@ -14,4 +14,5 @@ pub mod logging;
 pub mod passwords;
 pub mod store;
 pub mod terminals;
+pub mod validate;
 pub mod web;

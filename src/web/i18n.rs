@@ -54,10 +54,17 @@ pub fn tr(lang: Lang, en: &'static str) -> &'static str {
 }
 
 fn italian() -> &'static HashMap<&'static str, &'static str> {
+    use crate::web::pages::{people, system, workshop};
     static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    MAP.get_or_init(|| IT.iter().copied().collect())
+    MAP.get_or_init(|| {
+        [IT, people::IT, workshop::IT, system::IT]
+            .into_iter()
+            .flat_map(|t| t.iter().copied())
+            .collect()
+    })
 }
 
+/// Texts of the frame, login and dashboard; each area of the panel has its own `IT`.
 const IT: &[(&str, &str)] = &[
     ("Dashboard", "Cruscotto"),
     ("Members", "Soci"),

@@ -4,7 +4,7 @@
 
 use super::http::{Method, Req, Resp};
 use super::i18n::{tr, Lang};
-use super::pages::{dashboard, login, Ctx};
+use super::pages::{dashboard, login, people, system, workshop, Ctx};
 use super::session::{self, COOKIE};
 use super::{accounts, time, App};
 use rusqlite::Connection;
@@ -90,13 +90,29 @@ fn route(cx: &mut Ctx) -> Resp {
     if session.must_change_password {
         return Resp::redirect("/password");
     }
-    match (method, path.as_str()) {
-        (Method::Get, "/") => dashboard::page(cx),
-        (Method::Get, "/dashboard/cards") => dashboard::fragment(cx),
-        (Method::Get, "/events") => dashboard::events(cx),
-        (Method::Other, _) => Resp::text(405, "Method not allowed.").header("Allow", "GET, POST"),
-        _ => cx.not_found(),
+    if method == Method::Other {
+        return Resp::text(405, "Method not allowed.").header("Allow", "GET, POST");
     }
+    match (method, path.as_str()) {
+        (Method::Get, "/") => return dashboard::page(cx),
+        (Method::Get, "/dashboard/cards") => return dashboard::fragment(cx),
+        (Method::Get, "/events") => return dashboard::events(cx),
+        _ => {}
+    }
+    // Each area of the panel owns the URLs under its first path segment.
+    let segments: Vec<String> = cx.req.segments().iter().map(|s| s.to_string()).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let routed = match segments.first().copied() {
+        Some("members" | "roles" | "authorizations" | "unknown-cards") => {
+            people::route(cx, method, &segments)
+        }
+        Some("machines" | "machine-types" | "maintenance" | "uses" | "exports") => {
+            workshop::route(cx, method, &segments)
+        }
+        Some("system" | "boards" | "settings" | "backup") => system::route(cx, method, &segments),
+        _ => None,
+    };
+    routed.unwrap_or_else(|| cx.not_found())
 }
 
 fn asset(path: &str) -> Option<Resp> {

@@ -165,13 +165,15 @@ fn garbage_flood_does_not_starve_other_boards() {
             } else {
                 vec![0xff; 200]
             };
+            // ~5,000 messages/s: more than an ESP32 on WiFi can send, and a pace the
+            // debug-build daemon can drain on a 2-core CI machine shared with the flooder.
             if client
                 .try_publish("machine/2", QoS::AtMostOnce, false, payload)
-                .is_err()
+                .is_ok()
             {
-                std::thread::sleep(Duration::from_micros(200));
+                n += 1;
             }
-            n += 1;
+            std::thread::sleep(Duration::from_micros(200));
         }
         n
     });

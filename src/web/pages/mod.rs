@@ -3,8 +3,14 @@
 
 pub mod dashboard;
 pub mod login;
+/// Members, roles, authorizations, unknown cards.
+pub mod people;
+/// Boards, system state, backups, settings.
+pub mod system;
+/// Machines, machine types, maintenance, usage history, exports.
+pub mod workshop;
 
-use super::http::{Req, Resp};
+use super::http::{Method, Req, Resp};
 use super::i18n::{tr, Lang};
 use super::layout::{self, Frame};
 use super::session::Session;
