@@ -62,6 +62,11 @@ impl Hot {
         self.boards.get(&machine_id)
     }
 
+    /// Every board that sent `alive` since the daemon started.
+    pub fn boards(&self) -> impl Iterator<Item = (i64, &BoardInfo)> {
+        self.boards.iter().map(|(id, b)| (*id, b))
+    }
+
     pub fn is_dirty(&self) -> bool {
         !self.dirty_machines.is_empty()
             || !self.use_seen.is_empty()

@@ -1,13 +1,341 @@
-//! Boards, the daemon and the Pi, database backup, run-time settings.
+//! Boards, the daemon and the Pi, a consistent database backup, and run-time settings
+//! (lab name, time zone, default language; each staff member's own language).
 
 use super::{Ctx, Method};
+use crate::store::{self, BoardInfo};
 use crate::web::http::Resp;
+use crate::web::i18n::{tr, Lang};
+use crate::web::layout::{csrf_field, notice};
+use crate::web::time;
+use maud::html;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 /// Italian texts of this area (see `web::i18n`).
-pub const IT: &[(&str, &str)] = &[];
+pub const IT: &[(&str, &str)] = &[
+    ("Boards", "Schede"),
+    ("Machine", "Macchina"),
+    ("Firmware", "Firmware"),
+    ("IP address", "Indirizzo IP"),
+    ("Serial", "Seriale"),
+    ("Free heap", "Memoria libera"),
+    ("Last seen", "Ultimo contatto"),
+    ("State", "Stato"),
+    (
+        "No board has reported yet.",
+        "Nessuna scheda si è ancora presentata.",
+    ),
+    ("Daemon", "Demone"),
+    ("Version", "Versione"),
+    ("Uptime", "In funzione da"),
+    ("Memory", "Memoria"),
+    ("Database", "Database"),
+    ("Boards online", "Schede in linea"),
+    ("Board messages", "Messaggi delle schede"),
+    ("received", "ricevuti"),
+    ("answered", "risposti"),
+    ("dropped", "scartati"),
+    ("Download a backup", "Scarica un backup"),
+    (
+        "A consistent copy of the database, taken while the lab runs.",
+        "Una copia coerente del database, presa mentre il laboratorio funziona.",
+    ),
+    ("Lab name", "Nome del laboratorio"),
+    ("Time zone", "Fuso orario"),
+    ("Default language", "Lingua predefinita"),
+    ("My language", "La mia lingua"),
+    ("Browser's language", "Lingua del browser"),
+    ("Settings saved.", "Impostazioni salvate."),
+    (
+        "Unknown time zone: use a name like Europe/Rome.",
+        "Fuso orario sconosciuto: usa un nome come Europe/Rome.",
+    ),
+    (
+        "The lab name must be 1 to 100 characters of plain text.",
+        "Il nome del laboratorio deve avere da 1 a 100 caratteri di testo semplice.",
+    ),
+    ("Lab", "Laboratorio"),
+];
 
 /// The URLs of this area; `None` when the path is not one of them.
 pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
-    let _ = (cx, method, segments);
-    None
+    Some(match (method, segments) {
+        (Method::Get, ["system"]) | (Method::Get, ["boards"]) => system(cx),
+        (Method::Get, ["backup"]) => backup(cx),
+        (Method::Get, ["settings"]) => settings(cx, None, None),
+        (Method::Post, ["settings"]) => save_settings(cx),
+        (Method::Post, ["settings", "language"]) => save_language(cx),
+        _ => return None,
+    })
+}
+
+fn rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn system(cx: &mut Ctx) -> Resp {
+    let lang = cx.lang;
+    let machines = match store::machines(cx.db) {
+        Ok(m) => m,
+        Err(e) => return cx.failure(&e),
+    };
+    let stored = match store::boards(cx.db) {
+        Ok(b) => b,
+        Err(e) => return cx.failure(&e),
+    };
+    // Boards as stored, overlaid with what arrived since the last flush.
+    let mut boards: BTreeMap<i64, BoardInfo> = stored
+        .into_iter()
+        .map(|b| {
+            let info = BoardInfo {
+                ip: b.ip_address,
+                fw_version: b.fw_version,
+                serial: b.serial,
+                heap: b.heap,
+                last_seen: b.last_seen,
+            };
+            (b.machine_id, info)
+        })
+        .collect();
+    let seen: BTreeMap<i64, Option<i64>> = {
+        let Ok(hot) = cx.app.hot.lock() else {
+            return cx.failure(&store::Error::Invalid("hot state poisoned".into()));
+        };
+        for (id, b) in hot.boards() {
+            boards.insert(id, b.clone());
+        }
+        machines
+            .iter()
+            .map(|m| (m.id, hot.machine_last_seen(m.id).max(m.last_seen)))
+            .collect()
+    };
+    let window = cx.app.rules.online_window_s;
+    let online = seen
+        .values()
+        .filter(|s| crate::lab::is_online(**s, cx.now, window))
+        .count();
+    let names: BTreeMap<i64, &str> = machines.iter().map(|m| (m.id, m.name.as_str())).collect();
+    let db_path = cx.app.store.path().to_path_buf();
+    let db_bytes = file_size(&db_path) + file_size(&db_path.with_extension("db-wal"));
+    let stats = &cx.app.stats;
+    let uptime = cx.app.started.elapsed().as_secs() as i64;
+    let body = html! {
+        h1 { (tr(lang, "System")) }
+        section.counters {
+            div.counter { b { (online) } span { (tr(lang, "Boards online")) } }
+            div.counter { b { (rss_kib().map_or("?".into(), |k| format!("{:.1} MB", k as f64 / 1024.0))) } span { (tr(lang, "Memory")) } }
+            div.counter { b { (format!("{:.1} MB", db_bytes as f64 / 1e6)) } span { (tr(lang, "Database")) } }
+        }
+        h2 { (tr(lang, "Boards")) }
+        @if boards.is_empty() {
+            p.muted { (tr(lang, "No board has reported yet.")) }
+        } @else {
+            div.scroll { table {
+                thead { tr {
+                    th { (tr(lang, "Machine")) } th { (tr(lang, "State")) } th { (tr(lang, "Firmware")) }
+                    th { (tr(lang, "IP address")) } th { (tr(lang, "Serial")) } th { (tr(lang, "Free heap")) }
+                    th { (tr(lang, "Last seen")) }
+                } }
+                tbody {
+                    @for (id, b) in &boards {
+                        @let last = seen.get(id).copied().flatten().max(Some(b.last_seen));
+                        @let up = crate::lab::is_online(last, cx.now, window);
+                        tr {
+                            td { (id) " · " (names.get(id).copied().unwrap_or("?")) }
+                            td { span class={"badge " (if up { "free" } else { "offline" })} {
+                                (if up { tr(lang, "online") } else { tr(lang, "offline") }) } }
+                            td { (b.fw_version) }
+                            td { (b.ip) }
+                            td { (b.serial) }
+                            td { (if b.heap > 0 { format!("{} KiB", b.heap / 1024) } else { "—".into() }) }
+                            td { (last.map_or("—".into(), |t| time::datetime(&cx.tz, t))) }
+                        }
+                    }
+                }
+            } }
+        }
+        h2 { (tr(lang, "Daemon")) }
+        div.scroll { table { tbody {
+            tr { th { (tr(lang, "Version")) } td { "fabgate " (env!("CARGO_PKG_VERSION")) } }
+            tr { th { (tr(lang, "Uptime")) } td { (time::duration(uptime)) } }
+            tr { th { (tr(lang, "Board messages")) } td {
+                (stats.received.load(Ordering::Relaxed)) " " (tr(lang, "received")) " · "
+                (stats.sent.load(Ordering::Relaxed)) " " (tr(lang, "answered")) " · "
+                (stats.dropped.load(Ordering::Relaxed)) " " (tr(lang, "dropped")) } }
+            tr { th { (tr(lang, "Database")) } td { (db_path.display()) } }
+        } } }
+        h2 { (tr(lang, "Download a backup")) }
+        p { (tr(lang, "A consistent copy of the database, taken while the lab runs.")) " "
+            a.button.secondary href="/backup" { (tr(lang, "Download a backup")) } }
+    };
+    cx.page(tr(lang, "System"), "/system", body)
+}
+
+/// A consistent copy made with SQLite's online backup (`VACUUM INTO`): readers and the
+/// boards keep working while it is taken, unlike a copy of the live file.
+fn backup(cx: &mut Ctx) -> Resp {
+    // Written beside the database (the data directory is ours and writable), read, removed.
+    let path = cx
+        .app
+        .store
+        .path()
+        .with_file_name(format!(".backup-{}.db", crate::broker::random_hex(6)));
+    let taken = cx
+        .db
+        .execute("VACUUM INTO ?1", [path.to_string_lossy().as_ref()])
+        .map_err(store::Error::from);
+    let bytes = taken.and_then(|_| {
+        std::fs::read(&path).map_err(|e| store::Error::Invalid(format!("reading the backup: {e}")))
+    });
+    let _ = std::fs::remove_file(&path);
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return cx.failure(&e),
+    };
+    let stamp = jiff::Timestamp::from_second(cx.now)
+        .map(|t| {
+            t.to_zoned(cx.tz.clone())
+                .strftime("%Y%m%d-%H%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    log::info!("panel: database backup downloaded ({} bytes)", bytes.len());
+    Resp::new(200, "application/vnd.sqlite3", bytes).header(
+        "Content-Disposition",
+        &format!("attachment; filename=\"fabgate-{stamp}.db\""),
+    )
+}
+
+fn settings(
+    cx: &mut Ctx,
+    message: Option<(&str, &str)>,
+    entered: Option<(&str, &str, &str)>,
+) -> Resp {
+    let lang = cx.lang;
+    let saved = cx.req.param("ok") == "saved";
+    let get = |k: &str| store::setting(cx.db, k).ok().flatten().unwrap_or_default();
+    let (name, zone, default_lang) = match entered {
+        Some((n, z, l)) => (n.to_string(), z.to_string(), l.to_string()),
+        None => (
+            crate::web::accounts::lab_name(cx.db),
+            get("timezone"),
+            get("language"),
+        ),
+    };
+    let system_zone = jiff::tz::TimeZone::system()
+        .iana_name()
+        .unwrap_or("UTC")
+        .to_string();
+    let mine = cx
+        .session
+        .as_ref()
+        .and_then(|s| s.language.clone())
+        .unwrap_or_default();
+    let langs = [("en", "English"), ("it", "Italiano")];
+    let body = html! {
+        h1 { (tr(lang, "Settings")) }
+        @if saved { (notice("ok", tr(lang, "Settings saved."))) }
+        @if let Some((kind, text)) = message { (notice(kind, text)) }
+        div.panel {
+            h2 { (tr(lang, "Lab")) }
+            form.stack method="post" action="/settings" {
+                (csrf_field(cx.csrf()))
+                label { (tr(lang, "Lab name")) input name="lab_name" value=(name) maxlength="100" required; }
+                label { (tr(lang, "Time zone"))
+                    input name="timezone" value=(zone) placeholder=(system_zone) list="zones"; }
+                datalist id="zones" {
+                    @for z in ["Europe/Rome", "Europe/London", "Europe/Berlin", "Europe/Paris", "Europe/Madrid", "UTC", "America/New_York"] { option value=(z) {} }
+                }
+                label { (tr(lang, "Default language"))
+                    select name="language" {
+                        option value="" selected[default_lang.is_empty()] { (tr(lang, "Browser's language")) }
+                        @for (code, label) in langs { option value=(code) selected[default_lang == code] { (label) } }
+                    }
+                }
+                button type="submit" { (tr(lang, "Save")) }
+            }
+        }
+        div.panel style="margin-top:1rem" {
+            h2 { (tr(lang, "My language")) }
+            form.stack method="post" action="/settings/language" {
+                (csrf_field(cx.csrf()))
+                select name="language" {
+                    option value="" selected[mine.is_empty()] { (tr(lang, "Browser's language")) }
+                    @for (code, label) in langs { option value=(code) selected[mine == code] { (label) } }
+                }
+                button type="submit" { (tr(lang, "Save")) }
+            }
+        }
+    };
+    cx.page(tr(lang, "Settings"), "/settings", body)
+}
+
+fn save_settings(cx: &mut Ctx) -> Resp {
+    let lang = cx.lang;
+    let (name, zone, language) = (
+        cx.req.field("lab_name").to_string(),
+        cx.req.field("timezone").to_string(),
+        cx.req.field("language").to_string(),
+    );
+    let entered = (name.as_str(), zone.as_str(), language.as_str());
+    let Ok(name) = crate::validate::text("lab name", &name, 1, crate::validate::NAME_MAX) else {
+        return settings(
+            cx,
+            Some((
+                "error",
+                tr(
+                    lang,
+                    "The lab name must be 1 to 100 characters of plain text.",
+                ),
+            )),
+            Some(entered),
+        )
+        .status(400);
+    };
+    if !zone.is_empty() && jiff::tz::TimeZone::get(&zone).is_err() {
+        return settings(
+            cx,
+            Some((
+                "error",
+                tr(lang, "Unknown time zone: use a name like Europe/Rome."),
+            )),
+            Some(entered),
+        )
+        .status(400);
+    }
+    let language = Lang::from_code(&language).map(|l| l.code()).unwrap_or("");
+    let result = (|| {
+        let tx = cx.db.transaction()?;
+        store::set_setting(&tx, "lab_name", &name)?;
+        store::set_setting(&tx, "timezone", &zone)?;
+        store::set_setting(&tx, "language", language)?;
+        tx.commit()?;
+        Ok::<_, store::Error>(())
+    })();
+    match result {
+        Ok(()) => Resp::redirect("/settings?ok=saved"),
+        Err(e) => cx.failure(&e),
+    }
+}
+
+fn save_language(cx: &mut Ctx) -> Resp {
+    let Some(member) = cx.session.as_ref().map(|s| s.member_id) else {
+        return Resp::redirect("/login");
+    };
+    let language = Lang::from_code(cx.req.field("language")).map(|l| l.code());
+    match cx.db.execute(
+        "UPDATE members SET language = ?2 WHERE member_id = ?1",
+        rusqlite::params![member, language],
+    ) {
+        Ok(_) => Resp::redirect("/settings?ok=saved"),
+        Err(e) => cx.failure(&e.into()),
+    }
 }
