@@ -19,10 +19,22 @@ pub enum Verdict {
 /// argon2id with the crate's defaults (OWASP: m = 19 MiB, t = 2, p = 1).
 pub fn hash(password: &str) -> String {
     let salt = SaltString::encode_b64(&crate::broker::random_bytes(16)).expect("16 bytes encode");
-    Argon2::default()
+    let hashed = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 with default parameters never fails")
-        .to_string()
+        .to_string();
+    give_back_memory();
+    hashed
+}
+
+/// glibc keeps argon2's freed 19 MiB block in the heap (research/deps.md §8): on a 512 MB
+/// Pi that is a quarter of the daemon's budget for nothing. Hand it back to the OS.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory held by the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Checks a password against any stored format. Unknown formats never verify.

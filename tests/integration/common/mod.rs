@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod chrome;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
