@@ -123,6 +123,13 @@ pub struct ProtocolConfig {
 pub struct WebConfig {
     /// Address of the staff panel. Port 0 picks a free port (tests).
     pub listen: SocketAddr,
+    /// Serve the panel over HTTPS. Without `cert_file`/`key_file` a self-signed
+    /// certificate is made at first start and kept in `<data_dir>/tls/`.
+    pub https: bool,
+    /// PEM certificate chain for HTTPS (e.g. from the lab's own CA); optional.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key matching `cert_file`; optional.
+    pub key_file: Option<PathBuf>,
     /// Threads answering panel requests (the Pi Zero has one core: keep it small).
     pub workers: usize,
     /// Most simultaneous panel connections; more wait in the kernel's queue.
@@ -190,7 +197,10 @@ impl Default for ProtocolConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
-            listen: "0.0.0.0:8080".parse().expect("valid literal"),
+            listen: "0.0.0.0:8443".parse().expect("valid literal"),
+            https: true,
+            cert_file: None,
+            key_file: None,
             workers: 2,
             max_connections: 64,
             max_body_bytes: 64 * 1024,
@@ -342,6 +352,12 @@ impl Config {
             return Err(bad(
                 "web.max_body_bytes",
                 "must be between 1024 and 16777216",
+            ));
+        }
+        if w.cert_file.is_some() != w.key_file.is_some() {
+            return Err(bad(
+                "web.cert_file",
+                "set both cert_file and key_file, or neither",
             ));
         }
         if w.session_idle_min < 1 {

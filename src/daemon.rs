@@ -83,17 +83,21 @@ impl Daemon {
                  (you must change it at first login)"
             );
         }
-        let web_addr = crate::web::start(crate::web::App::new(
-            store.clone(),
-            hot.clone(),
-            stats.clone(),
-            Rules::from_config(&config.protocol),
-            config.web.clone(),
-        ))?;
+        let web_addr = crate::web::start(
+            crate::web::App::new(
+                store.clone(),
+                hot.clone(),
+                stats.clone(),
+                Rules::from_config(&config.protocol),
+                config.web.clone(),
+            ),
+            &config.store.data_dir,
+        )?;
         log::info!(
-            "fabgate {} ready: MQTT on {}, panel on http://{}, database {}",
+            "fabgate {} ready: MQTT on {}, panel on {}://{}, database {}",
             env!("CARGO_PKG_VERSION"),
             broker.addr(),
+            if config.web.https { "https" } else { "http" },
             web_addr,
             store.path().display()
         );

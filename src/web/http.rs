@@ -36,7 +36,12 @@ pub enum Rejected {
 
 impl Req {
     /// Reads a tiny_http request, its body capped at `max_body` bytes.
-    pub fn read(rq: &mut tiny_http::Request, max_body: usize) -> Result<Req, Rejected> {
+    /// `client` is the browser's address (tiny_http only sees the front's relay).
+    pub fn read(
+        rq: &mut tiny_http::Request,
+        max_body: usize,
+        client: Option<IpAddr>,
+    ) -> Result<Req, Rejected> {
         let method = match rq.method() {
             tiny_http::Method::Get | tiny_http::Method::Head => Method::Get,
             tiny_http::Method::Post => Method::Post,
@@ -87,7 +92,7 @@ impl Req {
             query,
             form,
             cookies,
-            remote: rq.remote_addr().map(|a| a.ip()),
+            remote: client,
             accept_language,
             origin,
             host,

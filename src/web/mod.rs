@@ -7,6 +7,7 @@
 //! capped by `web.max_live_clients`.
 
 mod accounts;
+mod front;
 // The request/time toolbox is shared by pages still being written (members, machines,
 // history...); until they land some helpers are unused.
 #[allow(dead_code)]
@@ -43,6 +44,10 @@ pub struct App {
     /// argon2 needs 19 MiB per hash: one at a time on a 512 MB Pi.
     hashing: Mutex<()>,
     live_clients: Arc<AtomicUsize>,
+    /// Real browser addresses behind the front's loopback connections.
+    peers: front::Peers,
+    /// Cookies get `Secure` when the panel is served over HTTPS.
+    secure_cookies: bool,
 }
 
 impl App {
@@ -63,6 +68,8 @@ impl App {
             throttle: Mutex::default(),
             hashing: Mutex::default(),
             live_clients: Arc::default(),
+            peers: front::Peers::default(),
+            secure_cookies: false,
         }
     }
 }
@@ -76,6 +83,8 @@ pub enum Error {
     },
     #[error("cannot start the panel: {0}")]
     Start(String),
+    #[error("{0}")]
+    Tls(#[from] front::TlsError),
 }
 
 /// Creates the first administrator on a lab where nobody can log into the panel;
@@ -85,20 +94,44 @@ pub fn first_admin(store: &Store) -> crate::store::Result<Option<(String, String
     accounts::ensure_first_admin(&mut conn, crate::store::now())
 }
 
-/// Starts the panel; returns the bound address.
-pub fn start(app: App) -> Result<SocketAddr, Error> {
+/// Starts the panel; returns the address browsers connect to.
+pub fn start(mut app: App, data_dir: &std::path::Path) -> Result<SocketAddr, Error> {
     let addr = app.cfg.listen;
-    let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener
+    let public = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    let bound = public
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let tls = if app.cfg.https {
+        let names = vec!["localhost".to_string(), host_name(), bound.ip().to_string()];
+        Some(front::tls_config(
+            app.cfg.cert_file.as_deref(),
+            app.cfg.key_file.as_deref(),
+            &data_dir.join("tls"),
+            &names,
+        )?)
+    } else {
+        None
+    };
+    // tiny_http answers on loopback only; the front relays browsers to it.
+    let inner = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Bind { addr, source })?;
+    let backend = inner
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
     // Linux copies TCP_NODELAY from the listening socket to accepted ones; without it a
     // keep-alive response over 1 KiB waits ~40 ms for a delayed ACK (research/deps.md §3).
-    set_nodelay(&listener);
+    set_nodelay(&inner);
     let server = Arc::new(
-        tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| Error::Start(e.to_string()))?,
+        tiny_http::Server::from_listener(inner, None).map_err(|e| Error::Start(e.to_string()))?,
     );
+    front::spawn(
+        public,
+        backend,
+        tls,
+        app.cfg.max_connections,
+        app.peers.clone(),
+    )
+    .map_err(|e| Error::Start(e.to_string()))?;
+    app.secure_cookies = app.cfg.https;
     let app = Arc::new(app);
     for i in 0..app.cfg.workers {
         let (server, app) = (server.clone(), app.clone());
@@ -108,6 +141,12 @@ pub fn start(app: App) -> Result<SocketAddr, Error> {
             .map_err(|e| Error::Start(e.to_string()))?;
     }
     Ok(bound)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "fabgate".into())
 }
 
 /// Writes a streaming response straight to the socket, flushing every piece: tiny_http's
@@ -182,7 +221,8 @@ fn worker(server: &tiny_http::Server, app: &App) {
                 continue;
             }
         };
-        let resp = match Req::read(&mut rq, app.cfg.max_body_bytes) {
+        let client = rq.remote_addr().and_then(|a| app.peers.client_of(*a));
+        let resp = match Req::read(&mut rq, app.cfg.max_body_bytes, client) {
             Ok(req) => routes::handle(app, &mut conn, &req),
             Err(Rejected::TooLarge) => Resp::text(413, "Request too large."),
             Err(Rejected::BadBody) => Resp::text(400, "Bad request."),

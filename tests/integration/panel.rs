@@ -440,3 +440,77 @@ fn settings_lab_name_time_zone_and_languages() {
     b.post("/settings/language", &[("language", "en")]);
     assert!(b.get("/").body.contains("Dashboard"));
 }
+
+/// HTTPS by default: a self-signed certificate made at first start, kept for the next,
+/// cookies marked Secure. Checked with a real TLS client trusting that certificate.
+#[test]
+fn https_with_a_self_signed_certificate() {
+    let lab = Lab::new();
+    fixture_f(&lab);
+    let d = lab.start_web("https = true");
+    assert!(d.log_contains("panel on https://"));
+    let cert = lab.dir.path().join("tls/panel-cert.pem");
+    let key = lab.dir.path().join("tls/panel-key.pem");
+    assert!(cert.exists() && key.exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o077,
+        0,
+        "key readable by others"
+    );
+    let first = d.admin_password.clone().unwrap();
+    let body = format!("email=admin%40fabgate.local&password={first}");
+    let answer = https_request(
+        d.panel,
+        &cert,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie"))
+        .unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP to the HTTPS port gets nowhere.
+    let mut plain = Browser::new(d.panel);
+    let refused =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plain.get("/login").status));
+    assert!(refused.map_or(true, |s| s != 200));
+    // The certificate is reused at the next start (browsers keep their exception).
+    let before = std::fs::read(&cert).unwrap();
+    d.stop();
+    let _d = lab.start_web("https = true");
+    assert_eq!(std::fs::read(&cert).unwrap(), before);
+}
+
+fn https_request(addr: std::net::SocketAddr, cert: &std::path::Path, request: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Read;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

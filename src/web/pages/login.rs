@@ -77,7 +77,7 @@ pub fn login(cx: &mut Ctx) -> Resp {
                     log::info!("panel: member {member_id} logged in");
                     Resp::redirect("/").header(
                         "Set-Cookie",
-                        &cookie(&token, cx.app.cfg.session_idle_min * 60),
+                        &cookie(cx, &token, cx.app.cfg.session_idle_min * 60),
                     )
                 }
                 Err(e) => cx.failure(&e),
@@ -94,8 +94,13 @@ pub fn login(cx: &mut Ctx) -> Resp {
     }
 }
 
-pub fn cookie(token: &str, max_age_s: i64) -> String {
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}")
+pub fn cookie(cx: &Ctx, token: &str, max_age_s: i64) -> String {
+    let secure = if cx.app.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
 }
 
 pub fn logout(cx: &mut Ctx) -> Resp {
@@ -104,7 +109,7 @@ pub fn logout(cx: &mut Ctx) -> Resp {
             return cx.failure(&e);
         }
     }
-    Resp::redirect("/login").header("Set-Cookie", &cookie("", 0))
+    Resp::redirect("/login").header("Set-Cookie", &cookie(cx, "", 0))
 }
 
 pub fn password_form(cx: &Ctx, message: Option<(&str, &str)>) -> Resp {
@@ -177,7 +182,7 @@ pub fn change_password(cx: &mut Ctx) -> Resp {
             log::info!("panel: member {member_id} changed their password");
             Resp::redirect("/").header(
                 "Set-Cookie",
-                &cookie(&token, cx.app.cfg.session_idle_min * 60),
+                &cookie(cx, &token, cx.app.cfg.session_idle_min * 60),
             )
         }
         Err(e) => cx.failure(&e),

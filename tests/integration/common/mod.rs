@@ -55,7 +55,7 @@ impl Lab {
             extra_config: String::new(),
         };
         fabgate::store::Store::open(&lab.db_path(), fabgate::config::Synchronous::Normal).unwrap();
-        lab.write_config("", "");
+        lab.write_config("", "", "");
         lab
     }
 
@@ -82,15 +82,16 @@ impl Lab {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
-    fn write_config(&self, broker: &str, protocol: &str) {
+    fn write_config(&self, broker: &str, protocol: &str, web: &str) {
         let text = format!(
             "[store]\ndata_dir = {dir:?}\ndatabase = \"fabgate.db\"\nflush_interval_s = 3600\nsynchronous = \"normal\"\n\n\
              [broker]\nlisten = \"127.0.0.1:0\"\n{broker}\n\n\
              [protocol]\nhousekeeping_interval_ms = 100\nstats_interval_s = 1\n{protocol}\n\n\
-             [web]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\n\
+             [web]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n{https}{web}\n\n\
              [log]\nlevel = \"debug\"\n{extra}",
             dir = self.dir.path().display().to_string(),
             extra = self.extra_config,
+            https = if web.contains("https") { "" } else { "https = false\n" },
         );
         std::fs::write(self.config_path(), text).unwrap();
     }
@@ -101,7 +102,13 @@ impl Lab {
 
     /// Starts the daemon with extra `[broker]` and `[protocol]` keys.
     pub fn start_with(&self, broker: &str, protocol: &str) -> TestDaemon {
-        self.write_config(broker, protocol);
+        self.write_config(broker, protocol, "");
+        TestDaemon::spawn(&self.config_path())
+    }
+
+    /// Starts the daemon with extra `[web]` keys (`https = false` is set unless overridden).
+    pub fn start_web(&self, web: &str) -> TestDaemon {
+        self.write_config("", "", web);
         TestDaemon::spawn(&self.config_path())
     }
 
@@ -211,8 +218,9 @@ impl TestDaemon {
                 if let Some(rest) = line.split("ready: MQTT on ").nth(1) {
                     let mqtt = rest.split(',').next().unwrap().to_string();
                     let panel = rest
-                        .split("panel on http://")
+                        .split("panel on ")
                         .nth(1)
+                        .and_then(|p| p.split("://").nth(1))
                         .and_then(|p| p.split(',').next())
                         .unwrap_or("")
                         .to_string();
