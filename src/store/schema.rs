@@ -131,5 +131,7 @@ CREATE TABLE web_sessions (
     last_seen  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX web_sessions_member ON web_sessions(member_id);
+-- History pages and dashboard counters scan uses by time across machines.
+CREATE INDEX uses_start ON uses(start_ts);
 "#,
 ];

@@ -129,19 +129,26 @@ fn due_machines(db: &Connection) -> crate::store::Result<Vec<i64>> {
     Ok(due)
 }
 
+/// Uses that overlap a period are found by range scans on `uses(start_ts)`: those that
+/// started in it, plus those that started up to `LOOKBACK` before it (a session longer than
+/// that is an error in old data and is left out), plus the open ones.
+const LOOKBACK: i64 = 2 * 86_400;
+
 pub fn counters(cx: &Ctx, cards: &[Card]) -> crate::store::Result<Counters> {
     let (day, week) = time::day_and_week_start(&cx.tz, cx.now);
-    let members_today: i64 = cx.db.query_row(
-        "SELECT COUNT(DISTINCT member_id) FROM uses WHERE start_ts >= ?1 OR end_ts IS NULL OR end_ts >= ?1",
-        [day],
-        |r| r.get(0),
-    )?;
-    let seconds: i64 = cx.db.query_row(
-        "SELECT COALESCE(SUM(MIN(COALESCE(end_ts, ?2), ?2) - MAX(start_ts, ?1)), 0) FROM uses
-         WHERE (end_ts IS NULL OR end_ts > ?1) AND start_ts < ?2",
-        [week, cx.now],
-        |r| r.get(0),
-    )?;
+    let members_today: i64 = cx
+        .db
+        .prepare_cached(
+            "SELECT COUNT(DISTINCT member_id) FROM (
+           SELECT member_id FROM uses WHERE start_ts >= ?1 - ?2 AND (start_ts >= ?1 OR end_ts >= ?1)
+           UNION ALL SELECT member_id FROM uses WHERE end_ts IS NULL)",
+        )?
+        .query_row([day, LOOKBACK], |r| r.get(0))?;
+    let seconds: i64 = cx.db.prepare_cached(
+        "SELECT COALESCE(SUM(MIN(COALESCE(end_ts, ?3), ?3) - MAX(start_ts, ?1)), 0) FROM (
+           SELECT start_ts, end_ts FROM uses WHERE start_ts >= ?1 - ?2 AND start_ts < ?3 AND end_ts > ?1
+           UNION ALL SELECT start_ts, end_ts FROM uses WHERE end_ts IS NULL)",
+    )?.query_row([week, LOOKBACK, cx.now], |r| r.get(0))?;
     Ok(Counters {
         in_use: cards.iter().filter(|c| c.in_use.is_some()).count(),
         members_today,
