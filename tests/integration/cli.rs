@@ -617,7 +617,7 @@ fn export_has_every_key_and_no_secret() {
         assert!(doc.get(key).is_some(), "missing {key}");
     }
     assert_eq!(doc["fabgate_version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], fabgate::store::schema_version());
     assert_eq!(doc["uses"].as_array().unwrap().len(), 22_000);
     assert_eq!(doc["members"][0]["has_password"], true);
     assert_eq!(doc["members"][1]["has_password"], false);
