@@ -7,4 +7,5 @@ mod common;
 mod conformance;
 mod faults;
 mod import;
+mod readers;
 mod startup;
