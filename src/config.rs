@@ -620,6 +620,34 @@ mod tests {
     }
 
     #[test]
+    fn readers_and_presence_are_checked() {
+        let ok = "[presence]\nclosing_at = \"22:00:30\"\nreminder_at = \"\"\n\n\
+                  [[readers]]\nname = \"door\"\nkind = \"mfrc522\"\nrole = \"entrance\"\n\n\
+                  [[readers]]\nname = \"laser\"\nkind = \"wedge\"\nrole = \"machine\"\nmachine = 1\n\
+                  device = \"/dev/input/event3\"\nuid_format = \"decimal\"\n";
+        let c = Config::from_toml(ok, Path::new("f.toml")).unwrap();
+        assert_eq!(c.presence.closing_s(), Some(22 * 3600 + 30));
+        assert_eq!(c.presence.reminder_s(), None);
+        assert_eq!(c.readers.len(), 2);
+        assert_eq!(c.readers[1].uid_format, UidFormat::Decimal);
+        assert_eq!(c.readers[0].poll_ms, 100);
+        for (text, key) in [
+            ("[presence]\nclosing_at = \"25:00\"\n", "presence.closing_at"),
+            ("[presence]\nretention_days = 0\n", "presence.retention_days"),
+            ("[[readers]]\nname = \"a\"\nkind = \"sim\"\nrole = \"machine\"\npath = \"x\"\n", "readers.machine"),
+            ("[[readers]]\nname = \"a\"\nkind = \"sim\"\nrole = \"entrance\"\n", "needs `path`"),
+            ("[[readers]]\nname = \"a\"\nkind = \"wedge\"\nrole = \"entrance\"\n", "needs `device`"),
+            ("[[readers]]\nname = \"a\"\nkind = \"mfrc522\"\nrole = \"entrance\"\n\n[[readers]]\nname = \"a\"\nkind = \"mfrc522\"\nrole = \"entrance\"\n", "unique name"),
+            ("[[readers]]\nname = \"a\"\nkind = \"nfc\"\nrole = \"entrance\"\n", "kind"),
+        ] {
+            let err = Config::from_toml(text, Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn slashes_around_topics_are_trimmed() {
         let c = Config::from_toml(
             "[protocol]\ntopic = \"machine/\"\nstats_topic = \"stats/\"\nreply_subtopic = \"reply\"\n",

@@ -65,7 +65,7 @@ pub enum CardCheck {
 /// one row per attempt, so staff can turn them into members.
 pub fn check_card(ctx: &mut Ctx, machine: &Machine, uid: &str) -> Result<CardCheck> {
     let Some(member) = store::member_by_card(ctx.db, uid)? else {
-        store::insert_unknown_card(ctx.db, uid, machine.id, ctx.now)?;
+        store::insert_unknown_card(ctx.db, uid, Some(machine.id), ctx.now)?;
         return Ok(CardCheck::Unknown);
     };
     let authorized = store::has_authorization(ctx.db, member.id, machine.id)?;

@@ -47,7 +47,7 @@ pub enum Tap {
 /// A tap at an entrance reader: in if out, out if in.
 pub fn entrance_tap(ctx: &mut Ctx, uid: &str, source: &str) -> Result<Tap> {
     let Some(member) = store::member_by_card(ctx.db, uid)? else {
-        store::insert_unknown_card_at(ctx.db, uid, None, ctx.now)?;
+        store::insert_unknown_card(ctx.db, uid, None, ctx.now)?;
         return Ok(Tap::Unknown);
     };
     toggle(ctx.db, member, source, ctx.now)

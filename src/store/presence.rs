@@ -114,20 +114,6 @@ pub fn delete_presence_before(conn: &Connection, before: i64) -> Result<usize> {
     Ok(st.execute([before])?)
 }
 
-/// An unknown card tapped away from any machine (entrance): `machine_id` NULL.
-pub fn insert_unknown_card_at(
-    conn: &Connection,
-    uid: &str,
-    machine_id: Option<i64>,
-    now: i64,
-) -> Result<()> {
-    let mut st = conn.prepare_cached(
-        "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES (?1, ?2, ?3)",
-    )?;
-    st.execute(params![uid, machine_id, now])?;
-    Ok(())
-}
-
 pub fn insert_presence_link(
     conn: &Connection,
     hash: &[u8],

@@ -245,7 +245,13 @@ pub fn closed_use_with_duration_since(
     Ok(st.exists(params![machine_id, member_id, since, duration])?)
 }
 
-pub fn insert_unknown_card(conn: &Connection, uid: &str, machine_id: i64, now: i64) -> Result<()> {
+/// A card nobody holds, tapped at a machine or (`None`) at an entrance reader.
+pub fn insert_unknown_card(
+    conn: &Connection,
+    uid: &str,
+    machine_id: Option<i64>,
+    now: i64,
+) -> Result<()> {
     let mut st = conn.prepare_cached(
         "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES (?1, ?2, ?3)",
     )?;
