@@ -35,6 +35,9 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     pub web: WebConfig,
     pub log: LogConfig,
+    pub presence: PresenceConfig,
+    /// Card readers wired to the Pi (`[[readers]]` entries).
+    pub readers: Vec<ReaderConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -147,6 +150,182 @@ pub struct WebConfig {
 pub struct LogConfig {
     /// error, warn, info, debug or trace; `RUST_LOG` overrides it.
     pub level: String,
+}
+
+/// The building register (who is in).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Local time ("HH:MM" or "HH:MM:SS") at which members still signed in are reminded
+    /// to sign out; "" = no reminder.
+    pub reminder_at: String,
+    /// Local time at which everyone still signed in is signed out (marked automatic);
+    /// "" = never.
+    pub closing_at: String,
+    /// Presence records older than this many days are deleted by the purge.
+    pub retention_days: i64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            reminder_at: "22:30".into(),
+            closing_at: "23:59".into(),
+            retention_days: 365,
+        }
+    }
+}
+
+impl PresenceConfig {
+    /// `reminder_at` as seconds after local midnight (validated at load).
+    pub fn reminder_s(&self) -> Option<i64> {
+        daily_time(&self.reminder_at).flatten()
+    }
+
+    pub fn closing_s(&self) -> Option<i64> {
+        daily_time(&self.closing_at).flatten()
+    }
+}
+
+/// "HH:MM" or "HH:MM:SS" → seconds after midnight; "" → Some(None); bad → None.
+pub fn daily_time(s: &str) -> Option<Option<i64>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(None);
+    }
+    let parts: Vec<&str> = s.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let n: Vec<i64> = parts
+        .iter()
+        .map(|p| {
+            p.parse::<i64>()
+                .ok()
+                .filter(|_| p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect::<Option<_>>()?;
+    let (h, m, sec) = (n[0], n[1], n.get(2).copied().unwrap_or(0));
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    Some(Some(h * 3600 + m * 60 + sec))
+}
+
+/// What kind of reader a `[[readers]]` entry is.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReaderKind {
+    /// An MFRC522 (RC522) module on the Pi's SPI bus.
+    Mfrc522,
+    /// A simulated MFRC522 (register level) whose card is the hex UID in `path`.
+    Mfrc522Sim,
+    /// A USB keyboard-wedge reader (`device`, a /dev/input event device).
+    Wedge,
+    /// Simulated: one UID per line appended to `path` (a file or FIFO).
+    Sim,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderRole {
+    /// The building register: tap to sign in, tap again to sign out.
+    Entrance,
+    /// Acts as a Fab-O-Matic board for machine `machine`.
+    Machine,
+}
+
+/// How a keyboard wedge or a simulated reader writes UIDs (see `readers::uid_from_text`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UidFormat {
+    #[default]
+    Auto,
+    Hex,
+    Decimal,
+}
+
+/// One `[[readers]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// Unique name, used in logs and `fabgate reader tap --reader NAME`.
+    pub name: String,
+    pub kind: ReaderKind,
+    pub role: ReaderRole,
+    /// Machine id, for `role = "machine"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<i64>,
+    /// Milliseconds between polls.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// The same card again within this many milliseconds is the same tap.
+    #[serde(default = "default_repeat_ms")]
+    pub repeat_ms: u64,
+    /// MFRC522: SPI bus and chip select (`/dev/spidev<bus>.<cs>`), clock.
+    #[serde(default)]
+    pub spi_bus: u8,
+    #[serde(default)]
+    pub spi_cs: u8,
+    #[serde(default = "default_spi_hz")]
+    pub spi_hz: u32,
+    /// GPIO (BCM numbers) of a buzzer, an LED, a relay (machine readers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buzzer_pin: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub led_pin: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_pin: Option<u8>,
+    /// The relay closes when its pin is low.
+    #[serde(default)]
+    pub relay_active_low: bool,
+    /// Keyboard wedge: the event device, e.g. /dev/input/by-id/usb-…-event-kbd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<PathBuf>,
+    /// Keyboard wedge and simulated reader: hex, decimal, or auto.
+    #[serde(default)]
+    pub uid_format: UidFormat,
+    /// Simulated readers: the file (or FIFO) they read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Simulated relay: a file that holds "on" or "off".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_file: Option<PathBuf>,
+}
+
+fn default_poll_ms() -> u64 {
+    100
+}
+fn default_repeat_ms() -> u64 {
+    1500
+}
+fn default_spi_hz() -> u32 {
+    1_000_000
+}
+
+impl ReaderConfig {
+    /// An entrance reader with every default (tests, docs).
+    pub fn example(name: &str, kind: ReaderKind) -> ReaderConfig {
+        ReaderConfig {
+            name: name.into(),
+            kind,
+            role: ReaderRole::Entrance,
+            machine: None,
+            poll_ms: default_poll_ms(),
+            repeat_ms: default_repeat_ms(),
+            spi_bus: 0,
+            spi_cs: 0,
+            spi_hz: default_spi_hz(),
+            buzzer_pin: None,
+            led_pin: None,
+            relay_pin: None,
+            relay_active_low: false,
+            device: None,
+            uid_format: UidFormat::Auto,
+            path: None,
+            relay_file: None,
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -369,11 +548,80 @@ impl Config {
         if self.store.database.as_os_str().is_empty() {
             return Err(bad("store.database", "must name a file"));
         }
+        self.validate_presence_and_readers(path)?;
         if log_level(&self.log.level).is_none() {
             return Err(bad(
                 "log.level",
                 "must be one of error, warn, info, debug, trace",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_presence_and_readers(&self, path: &Path) -> Result<(), Error> {
+        let bad = |key: &'static str, message: String| Error::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let pr = &self.presence;
+        for (key, value) in [
+            ("presence.reminder_at", &pr.reminder_at),
+            ("presence.closing_at", &pr.closing_at),
+        ] {
+            if daily_time(value).is_none() {
+                return Err(bad(
+                    key,
+                    format!("{value:?} is not a time like \"23:30\" or \"\""),
+                ));
+            }
+        }
+        if pr.retention_days < 1 {
+            return Err(bad("presence.retention_days", "must be at least 1".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for r in &self.readers {
+            let name = &r.name;
+            if name.trim().is_empty() || !names.insert(name.clone()) {
+                return Err(bad(
+                    "readers.name",
+                    format!("{name:?}: every reader needs a unique name"),
+                ));
+            }
+            match (r.role, r.machine) {
+                (ReaderRole::Machine, None) => {
+                    return Err(bad(
+                        "readers.machine",
+                        format!("reader {name:?}: role = \"machine\" needs machine = <id>"),
+                    ))
+                }
+                (ReaderRole::Entrance, Some(_)) => {
+                    return Err(bad(
+                        "readers.machine",
+                        format!("reader {name:?}: an entrance reader has no machine"),
+                    ))
+                }
+                _ => {}
+            }
+            if !(10..=10_000).contains(&r.poll_ms) {
+                return Err(bad(
+                    "readers.poll_ms",
+                    format!("reader {name:?}: must be 10 to 10000"),
+                ));
+            }
+            let needs = match r.kind {
+                ReaderKind::Wedge => r.device.is_none().then_some("device"),
+                ReaderKind::Sim | ReaderKind::Mfrc522Sim => r.path.is_none().then_some("path"),
+                ReaderKind::Mfrc522 => None,
+            };
+            if let Some(key) = needs {
+                return Err(bad(
+                    "readers",
+                    format!("reader {name:?} ({:?}) needs `{key}`", r.kind),
+                ));
+            }
         }
         Ok(())
     }
@@ -432,6 +680,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn readers_and_presence_are_checked() {
+        let ok = "[presence]\nclosing_at = \"22:00:30\"\nreminder_at = \"\"\n\n\
+                  [[readers]]\nname = \"door\"\nkind = \"mfrc522\"\nrole = \"entrance\"\n\n\
+                  [[readers]]\nname = \"laser\"\nkind = \"wedge\"\nrole = \"machine\"\nmachine = 1\n\
+                  device = \"/dev/input/event3\"\nuid_format = \"decimal\"\n";
+        let c = Config::from_toml(ok, Path::new("f.toml")).unwrap();
+        assert_eq!(c.presence.closing_s(), Some(22 * 3600 + 30));
+        assert_eq!(c.presence.reminder_s(), None);
+        assert_eq!(c.readers.len(), 2);
+        assert_eq!(c.readers[1].uid_format, UidFormat::Decimal);
+        assert_eq!(c.readers[0].poll_ms, 100);
+        for (text, key) in [
+            ("[presence]\nclosing_at = \"25:00\"\n", "presence.closing_at"),
+            ("[presence]\nretention_days = 0\n", "presence.retention_days"),
+            ("[[readers]]\nname = \"a\"\nkind = \"sim\"\nrole = \"machine\"\npath = \"x\"\n", "readers.machine"),
+            ("[[readers]]\nname = \"a\"\nkind = \"sim\"\nrole = \"entrance\"\n", "needs `path`"),
+            ("[[readers]]\nname = \"a\"\nkind = \"wedge\"\nrole = \"entrance\"\n", "needs `device`"),
+            ("[[readers]]\nname = \"a\"\nkind = \"mfrc522\"\nrole = \"entrance\"\n\n[[readers]]\nname = \"a\"\nkind = \"mfrc522\"\nrole = \"entrance\"\n", "unique name"),
+            ("[[readers]]\nname = \"a\"\nkind = \"nfc\"\nrole = \"entrance\"\n", "kind"),
+        ] {
+            let err = Config::from_toml(text, Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

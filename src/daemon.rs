@@ -1,4 +1,4 @@
-//! Starting and stopping the whole daemon: store, broker, board link, jobs. Everything is
+//! Starting and stopping the whole daemon: store, broker, board link, jobs, readers. Everything is
 //! built here from the validated config and handed its handles (no globals).
 
 use crate::broker::{Authenticator, Broker};
@@ -74,8 +74,18 @@ impl Daemon {
             flush_every: Duration::from_secs(config.store.flush_interval_s),
             stats_every: (p.stats_interval_s > 0).then(|| Duration::from_secs(p.stats_interval_s)),
             stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
+            presence: config.presence.clone(),
         }
         .spawn()?;
+        if !config.readers.is_empty() {
+            crate::readers::Service {
+                store: store.clone(),
+                hot: hot.clone(),
+                rules: Rules::from_config(&config.protocol),
+                readers: config.readers.clone(),
+            }
+            .spawn()?;
+        }
         if let Some((email, password)) = crate::web::first_admin(&store)? {
             // The one time this password exists in clear: the lab's first login.
             log::warn!(

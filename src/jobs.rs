@@ -1,9 +1,10 @@
 //! Periodic work on one thread: remote start/stop requests queued by other processes,
-//! orphan uses, flushing heartbeat state, the stats topic. Nothing here is on a board's
+//! orphan uses, flushing heartbeat state, the stats topic, the building register's
+//! reminder and closing times. Nothing here is on a board's
 //! request path.
 
 use crate::broker::Broker;
-use crate::lab::{self, Ctx, Rules};
+use crate::lab::{self, presence, Ctx, Rules};
 use crate::store::{self, Hot, Store};
 use crate::terminals::{messages, Protocol, Stats};
 use rumqttd::local::{LinkRx, LinkTx};
@@ -25,6 +26,8 @@ pub struct Jobs {
     pub flush_every: Duration,
     pub stats_every: Option<Duration>,
     pub stats_topic: String,
+    /// Reminder and closing times of the building register.
+    pub presence: crate::config::PresenceConfig,
 }
 
 /// How often orphan uses are looked for; the rule itself works in hours.
@@ -51,8 +54,15 @@ impl Jobs {
             (start, start, start - ORPHAN_EVERY);
         let host = host_name();
         let ip = host_ip(&host, self.broker.addr());
+        let mut presence_checked = store::now();
+        if let Err(e) = self.presence_catch_up(&mut conn, presence_checked) {
+            log::error!("presence: {e}");
+        }
         loop {
             std::thread::sleep(self.tick);
+            if let Err(e) = self.presence_times(&mut conn, &mut presence_checked) {
+                log::error!("presence: {e}");
+            }
             if let Err(e) = self.remote_requests(&mut conn, &mut out) {
                 log::error!("remote requests: {e}");
             }
@@ -154,6 +164,39 @@ impl Jobs {
                     r.request_type,
                     r.machine_id
                 ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stays begun before the latest closing time are over, even if the daemon was not
+    /// running at that time.
+    fn presence_catch_up(&self, conn: &mut rusqlite::Connection, now: i64) -> store::Result<()> {
+        let Some(closing) = self.presence.closing_s() else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        presence::close_day(&tx, presence::last_occurrence(now, closing))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The building register's times of day: reminder, then closing.
+    fn presence_times(&self, conn: &mut rusqlite::Connection, last: &mut i64) -> store::Result<()> {
+        let now = store::now();
+        let from = std::mem::replace(last, now);
+        if let Some(at) = self.presence.reminder_s() {
+            if presence::passed(from, now, at) {
+                presence::remind_still_in(conn)?;
+            }
+        }
+        if let Some(at) = self.presence.closing_s() {
+            if presence::passed(from, now, at) {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let n = presence::close_day(&tx, now)?;
+                tx.commit()?;
+                log::info!("presence: closing time, {n} signed out");
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! fabgate: runs a FabLab from one Raspberry Pi. This crate root wires the modules; the
 //! binary in `main.rs` only parses the command line.
 //!
-//! Dependency direction: `config` ← `store` ← `lab` ← {`terminals`, `jobs`, `cli`};
+//! Dependency direction: `config` ← `store` ← `lab` ← {`terminals`, `readers`, `jobs`, `cli`};
 //! `broker` moves bytes and knows no rules; `daemon` builds them all.
 
 pub mod broker;
@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod lab;
 pub mod logging;
 pub mod passwords;
+pub mod readers;
 pub mod store;
 pub mod terminals;
 pub mod validate;

@@ -131,6 +131,8 @@ pub fn run(command: Command, config: &Config) -> super::anyhow_lite::Result {
         Command::ImportFabomatic { path, replace } => {
             return import_fabomatic(config, &path, replace)
         }
+        // Readers are configuration and files: no database needed.
+        Command::Reader(cmd) => return super::presence::reader(config, cmd),
         _ => Ctx::open(config).map_err(|f| f.0)?,
     };
     dispatch(&mut ctx, command).map_err(|f| f.0)?;
@@ -173,10 +175,12 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Outcome {
         Command::Maintenance(cmd) => records::maintenance(ctx, cmd),
         Command::Board(cmd) => records::board(ctx, cmd),
         Command::Uses(cmd) => records::uses(ctx, cmd),
+        Command::Presence(cmd) => super::presence::presence(ctx, cmd),
         Command::Export { json } => records::export(ctx, json),
-        Command::Config(_) | Command::Run | Command::ImportFabomatic { .. } => {
-            Err("not an administration command".into())
-        }
+        Command::Config(_)
+        | Command::Run
+        | Command::ImportFabomatic { .. }
+        | Command::Reader(_) => Err("not an administration command".into()),
     }
 }
 

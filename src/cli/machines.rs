@@ -23,6 +23,7 @@ pub fn machine_type(ctx: &mut Ctx, cmd: MachineTypeCmd) -> Outcome {
             timeout_min,
             grace_min,
             open,
+            needs_second_person,
         } => {
             let name = input::object_name("machine type name", &name)?;
             if !(0..=TIMEOUT_MAX_MIN).contains(&timeout_min) {
@@ -45,10 +46,14 @@ pub fn machine_type(ctx: &mut Ctx, cmd: MachineTypeCmd) -> Outcome {
                     timeout_min,
                     grace_min,
                     access_open: open,
+                    needs_second_person,
                 };
                 Ok(store::insert_machine_type(db, &new)?)
             })?;
             ctx.line(format!("added machine type {id}: {name}"));
+            if needs_second_person {
+                ctx.line("its machines refuse cards while nobody else is signed in");
+            }
             Ok(())
         }
         MachineTypeCmd::List(ListOpts { json }) => {
@@ -60,6 +65,7 @@ pub fn machine_type(ctx: &mut Ctx, cmd: MachineTypeCmd) -> Outcome {
                     "TIMEOUT_MIN",
                     "GRACE_MIN",
                     "ACCESS",
+                    "SECOND PERSON",
                     "MACHINES",
                 ]);
                 for r in rows {
@@ -69,6 +75,7 @@ pub fn machine_type(ctx: &mut Ctx, cmd: MachineTypeCmd) -> Outcome {
                         r.timeout_min.to_string(),
                         r.grace_min.map(|g| g.to_string()).unwrap_or_default(),
                         if r.access_open { "open" } else { "authorized" }.into(),
+                        table::yes(r.needs_second_person),
                         r.machines.to_string(),
                     ]);
                 }

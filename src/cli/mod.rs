@@ -6,6 +6,7 @@ mod admin;
 mod input;
 mod machines;
 mod members;
+mod presence;
 mod records;
 mod table;
 
@@ -70,6 +71,12 @@ pub enum Command {
     /// Usage sessions.
     #[command(subcommand)]
     Uses(UsesCmd),
+    /// Who is in the building: the register of sign-ins and sign-outs.
+    #[command(subcommand)]
+    Presence(PresenceCmd),
+    /// Card readers wired to the Pi.
+    #[command(subcommand)]
+    Reader(ReaderCmd),
     /// Export the whole lab as one JSON document on stdout.
     Export {
         /// JSON output (the only format for now).
@@ -152,6 +159,9 @@ pub enum MachineTypeCmd {
         /// No authorization needed: every active member may use it.
         #[arg(long)]
         open: bool,
+        /// Lone-working rule: refuse cards while nobody else is signed in.
+        #[arg(long)]
+        needs_second_person: bool,
     },
     /// List machine types.
     List(ListOpts),
@@ -252,6 +262,64 @@ pub enum UsesCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PresenceCmd {
+    /// Who is in now.
+    List(ListOpts),
+    /// Sign-ins and sign-outs, newest first.
+    History {
+        /// From when: `7d`, `12h`, or a UTC date `2026-11-22` (default: 7d).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a member in (as staff would at the desk).
+    SignIn {
+        /// Member: id, card UID or email.
+        user: String,
+    },
+    /// Sign a member out.
+    SignOut {
+        /// Member: id, card UID or email.
+        user: String,
+    },
+    /// Phone sign-in links.
+    #[command(subcommand)]
+    Link(LinkCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinkCmd {
+    /// Create a member's sign-in link (their previous one stops working); printed once.
+    Create {
+        /// Member: id, card UID or email.
+        user: String,
+    },
+    /// Revoke a member's sign-in link.
+    Revoke {
+        /// Member: id, card UID or email.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReaderCmd {
+    /// Present a card to a simulated reader of the running daemon.
+    Tap {
+        /// Card UID (hex, or decimal as the reader's uid_format says).
+        uid: String,
+        /// Reader name (default: the only simulated reader).
+        #[arg(long)]
+        reader: Option<String>,
+    },
+    /// List the configured readers.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

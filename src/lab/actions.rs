@@ -65,11 +65,13 @@ pub enum CardCheck {
 /// one row per attempt, so staff can turn them into members.
 pub fn check_card(ctx: &mut Ctx, machine: &Machine, uid: &str) -> Result<CardCheck> {
     let Some(member) = store::member_by_card(ctx.db, uid)? else {
-        store::insert_unknown_card(ctx.db, uid, machine.id, ctx.now)?;
+        store::insert_unknown_card(ctx.db, uid, Some(machine.id), ctx.now)?;
         return Ok(CardCheck::Unknown);
     };
     let authorized = store::has_authorization(ctx.db, member.id, machine.id)?;
-    let decision = may_use(&member, machine, authorized);
+    let someone_else_in =
+        machine.needs_second_person && store::count_present_except(ctx.db, member.id)? > 0;
+    let decision = may_use(&member, machine, authorized, someone_else_in);
     Ok(CardCheck::Known { member, decision })
 }
 
@@ -274,11 +276,13 @@ pub fn board_alive(ctx: &mut Ctx, machine: &Machine, info: BoardInfo) {
 }
 
 /// Cards the board may cache (synccache): active members allowed on the machine, by id.
+/// A board cannot know who is in the building while offline, so a machine needing a
+/// second person gets no cards to cache (the lone-working rule is never bypassed).
 pub fn cards_for_machine(db: &Connection, machine: &Machine) -> Result<Vec<(String, Level)>> {
     let authorized = store::authorized_member_ids(db, machine.id)?;
     let mut cards = Vec::new();
     for m in store::active_members_with_cards(db)? {
-        if let Decision::Allowed(level) = may_use(&m, machine, authorized.contains(&m.id)) {
+        if let Decision::Allowed(level) = may_use(&m, machine, authorized.contains(&m.id), false) {
             cards.push((m.card_uid.clone().unwrap_or_default(), level));
         }
     }

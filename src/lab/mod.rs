@@ -8,6 +8,7 @@
 //! where they apply.
 
 mod actions;
+pub mod presence;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,8 @@ pub enum Reason {
     Deleted,
     MachineBlocked,
     NotAuthorized,
+    /// The machine's type needs a second person in the building and nobody else is in.
+    NobodyElseIn,
 }
 
 impl Reason {
@@ -44,6 +47,7 @@ impl Reason {
             Reason::Deleted => "member was deleted",
             Reason::MachineBlocked => "machine is blocked",
             Reason::NotAuthorized => "no authorization for this machine",
+            Reason::NobodyElseIn => "nobody else is in the building (lone-working rule)",
         }
     }
 }
@@ -67,8 +71,25 @@ pub fn level(member: &Member) -> Level {
 
 /// May this member use this machine? FabOMatic's order (protocol.md §6.3): disabled,
 /// deleted, authorize-all (even on a blocked machine), blocked, open machine type,
-/// authorization row.
-pub fn may_use(member: &Member, machine: &Machine, authorized: bool) -> Decision {
+/// authorization row. Then the lone-working rule: a machine whose type needs a second
+/// person is refused to everybody, authorize-all roles included, unless
+/// `someone_else_in` (another member is signed in; with the member signed in too, that
+/// is two people in the building).
+pub fn may_use(
+    member: &Member,
+    machine: &Machine,
+    authorized: bool,
+    someone_else_in: bool,
+) -> Decision {
+    match authorization(member, machine, authorized) {
+        Decision::Allowed(_) if machine.needs_second_person && !someone_else_in => {
+            Decision::Denied(Reason::NobodyElseIn)
+        }
+        d => d,
+    }
+}
+
+fn authorization(member: &Member, machine: &Machine, authorized: bool) -> Decision {
     if member.disabled {
         Decision::Denied(Reason::Disabled)
     } else if member.deleted {

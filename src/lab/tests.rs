@@ -31,6 +31,7 @@ fn machine(blocked: bool, access_open: bool) -> Machine {
         blocked,
         hours: 0.0,
         last_seen: None,
+        needs_second_person: false,
     }
 }
 
@@ -73,7 +74,7 @@ fn may_use_follows_fabomatic_order() {
         ),
     ];
     for ((dis, del, all, blocked, open, auth), want) in table {
-        let got = may_use(&member(dis, del, all), &machine(blocked, open), auth);
+        let got = may_use(&member(dis, del, all), &machine(blocked, open), auth, false);
         assert_eq!(
             got, want,
             "disabled={dis} deleted={del} all={all} blocked={blocked} open={open} auth={auth}"
@@ -100,4 +101,32 @@ fn online_window() {
     assert!(is_online(Some(100), 189, 90));
     assert!(!is_online(Some(100), 190, 90));
     assert!(!is_online(None, 190, 90));
+}
+
+#[test]
+fn lone_working_refuses_everybody_when_nobody_else_is_in() {
+    let mut m = machine(false, false);
+    m.needs_second_person = true;
+    let carla = member(false, false, false);
+    let anna = member(false, false, true);
+    use Decision::*;
+    assert_eq!(
+        may_use(&carla, &m, true, false),
+        Denied(Reason::NobodyElseIn)
+    );
+    assert_eq!(may_use(&carla, &m, true, true), Allowed(Level::Normal));
+    assert_eq!(
+        may_use(&anna, &m, false, false),
+        Denied(Reason::NobodyElseIn)
+    );
+    assert_eq!(may_use(&anna, &m, false, true), Allowed(Level::Staff));
+    // Other refusals keep their reason.
+    assert_eq!(
+        may_use(&carla, &m, false, false),
+        Denied(Reason::NotAuthorized)
+    );
+    assert_eq!(
+        may_use(&member(true, false, false), &m, true, true),
+        Denied(Reason::Disabled)
+    );
 }

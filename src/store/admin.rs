@@ -304,10 +304,13 @@ pub struct MachineTypeRow {
     /// No authorization needed.
     pub access_open: bool,
     pub machines: i64,
+    /// Lone-working rule: usable only while someone else is in the building.
+    pub needs_second_person: bool,
 }
 
 const TYPE_SELECT: &str = "SELECT t.type_id, t.type_name, t.timeout_min, t.grace_min,
-    t.access_open, (SELECT COUNT(*) FROM machines m WHERE m.type_id = t.type_id)
+    t.access_open, (SELECT COUNT(*) FROM machines m WHERE m.type_id = t.type_id),
+    t.needs_second_person
     FROM machine_types t";
 
 fn type_from_row(r: &Row) -> rusqlite::Result<MachineTypeRow> {
@@ -318,6 +321,7 @@ fn type_from_row(r: &Row) -> rusqlite::Result<MachineTypeRow> {
         grace_min: r.get(3)?,
         access_open: r.get(4)?,
         machines: r.get(5)?,
+        needs_second_person: r.get(6)?,
     })
 }
 
@@ -343,14 +347,21 @@ pub struct NewMachineType<'a> {
     pub timeout_min: i64,
     pub grace_min: Option<i64>,
     pub access_open: bool,
+    pub needs_second_person: bool,
 }
 
 pub fn insert_machine_type(conn: &Connection, t: &NewMachineType) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO machine_types (type_name, timeout_min, grace_min, access_open)
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO machine_types (type_name, timeout_min, grace_min, access_open, needs_second_person)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![t.name, t.timeout_min, t.grace_min, t.access_open])?;
+    .execute(params![
+        t.name,
+        t.timeout_min,
+        t.grace_min,
+        t.access_open,
+        t.needs_second_person
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -18,6 +18,8 @@ pub struct Machine {
     pub blocked: bool,
     pub hours: f64,
     pub last_seen: Option<i64>,
+    /// Lone-working rule: may only be used while someone else is in the building.
+    pub needs_second_person: bool,
 }
 
 /// What a role allows.
@@ -65,7 +67,8 @@ pub struct Plan {
 }
 
 const MACHINE_SELECT: &str = "SELECT m.machine_id, m.machine_name, m.type_id, t.type_name,
-    t.timeout_min, t.grace_min, COALESCE(t.access_open, 0), m.blocked, m.machine_hours, m.last_seen
+    t.timeout_min, t.grace_min, COALESCE(t.access_open, 0), m.blocked, m.machine_hours, m.last_seen,
+    COALESCE(t.needs_second_person, 0)
     FROM machines m LEFT JOIN machine_types t ON t.type_id = m.type_id";
 
 pub(crate) fn machine_from_row(r: &Row) -> rusqlite::Result<Machine> {
@@ -80,6 +83,7 @@ pub(crate) fn machine_from_row(r: &Row) -> rusqlite::Result<Machine> {
         blocked: r.get(7)?,
         hours: r.get(8)?,
         last_seen: r.get(9)?,
+        needs_second_person: r.get(10)?,
     })
 }
 
@@ -241,7 +245,13 @@ pub fn closed_use_with_duration_since(
     Ok(st.exists(params![machine_id, member_id, since, duration])?)
 }
 
-pub fn insert_unknown_card(conn: &Connection, uid: &str, machine_id: i64, now: i64) -> Result<()> {
+/// A card nobody holds, tapped at a machine or (`None`) at an entrance reader.
+pub fn insert_unknown_card(
+    conn: &Connection,
+    uid: &str,
+    machine_id: Option<i64>,
+    now: i64,
+) -> Result<()> {
     let mut st = conn.prepare_cached(
         "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES (?1, ?2, ?3)",
     )?;

@@ -134,4 +134,28 @@ CREATE INDEX web_sessions_member ON web_sessions(member_id);
 -- History pages and dashboard counters scan uses by time across machines.
 CREATE INDEX uses_start ON uses(start_ts);
 "#,
+    // 3: the building register (issue 6): who is in, phone sign-in links, and machine
+    // types that need a second person in the building.
+    r#"
+CREATE TABLE presence (
+    presence_id   INTEGER PRIMARY KEY,
+    member_id     INTEGER NOT NULL REFERENCES members(member_id) ON DELETE CASCADE,
+    signed_in_at  INTEGER NOT NULL,
+    signed_out_at INTEGER,                     -- NULL while in the building
+    in_source     TEXT NOT NULL,               -- reader:<name>, cli, panel, link
+    out_source    TEXT,
+    automatic     INTEGER NOT NULL DEFAULT 0   -- 1 = signed out at closing time
+);
+CREATE UNIQUE INDEX presence_open ON presence(member_id) WHERE signed_out_at IS NULL;
+CREATE INDEX presence_time ON presence(signed_in_at);
+-- Phone sign-in links: the token itself is shown once; only its SHA-256 is kept.
+CREATE TABLE presence_links (
+    token_hash BLOB PRIMARY KEY,
+    member_id  INTEGER NOT NULL REFERENCES members(member_id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX presence_links_member ON presence_links(member_id);
+ALTER TABLE machine_types ADD COLUMN needs_second_person INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

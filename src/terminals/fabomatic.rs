@@ -3,7 +3,7 @@
 
 use super::messages::{self as wire, Malformed, Query};
 use crate::config::ProtocolConfig;
-use crate::lab::{self, CardCheck, Ctx, Decision, MaintenanceOutcome, UseOutcome};
+use crate::lab::{self, CardCheck, Ctx, Decision, MaintenanceOutcome, Reason, UseOutcome};
 use crate::store::{BoardInfo, Machine};
 
 /// What to do with one incoming message.
@@ -274,6 +274,17 @@ fn user_reply(check: CardCheck) -> Vec<u8> {
             name: wire::truncate(&member.name, MAX_NAME_BYTES),
             missing_auth: false,
             level: *level as u8,
+        },
+        // The firmware shows `name` on the LCD: say why, not "not authorized".
+        CardCheck::Known {
+            decision: Decision::Denied(Reason::NobodyElseIn),
+            ..
+        } => wire::UserReply {
+            request_ok: true,
+            is_valid: false,
+            name: "Nobody else in",
+            missing_auth: false,
+            level: 0,
         },
         CardCheck::Known { .. } => wire::UserReply {
             request_ok: true,

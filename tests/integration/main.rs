@@ -9,4 +9,5 @@ mod conformance;
 mod faults;
 mod import;
 mod panel;
+mod readers;
 mod startup;

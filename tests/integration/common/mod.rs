@@ -212,6 +212,8 @@ impl TestDaemon {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[fabgate] {line}");
+                // Recorded before anyone is told the daemon is ready.
+                log2.lock().unwrap().push(line.clone());
                 if let Some(rest) = line.split("one-time password ").nth(1) {
                     let _ = pw_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                 }
@@ -226,7 +228,6 @@ impl TestDaemon {
                         .to_string();
                     let _ = ready_tx.send((mqtt, panel));
                 }
-                log2.lock().unwrap().push(line);
             }
         });
         let (mqtt, panel) = ready_rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
