@@ -142,3 +142,32 @@ pub fn presence_link_member(conn: &Connection, hash: &[u8]) -> Result<Option<i64
     )?;
     Ok(st.query_row([hash], |r| r.get(0)).optional()?)
 }
+
+/// Stays that began in `[from, to)`, optionally of one member, newest first.
+pub fn presence_between(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+    member_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<PresenceRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "{PRESENCE_SELECT} WHERE p.signed_in_at >= ?1 AND p.signed_in_at < ?2
+         AND (?3 IS NULL OR p.member_id = ?3)
+         ORDER BY p.signed_in_at DESC, p.presence_id DESC LIMIT ?4"
+    ))?;
+    let rows = st.query_map(params![from, to, member_id, limit], presence_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Active members who are not in the building, by name (for the panel's sign-in form).
+pub fn members_not_in(conn: &Connection) -> Result<Vec<(i64, String)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT m.member_id, m.name || CASE WHEN m.surname <> '' THEN ' ' || m.surname ELSE '' END
+         FROM members m WHERE m.disabled = 0 AND m.deleted = 0
+         AND NOT EXISTS (SELECT 1 FROM presence p WHERE p.member_id = m.member_id AND p.signed_out_at IS NULL)
+         ORDER BY m.name, m.surname",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

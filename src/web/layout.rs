@@ -22,6 +22,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("/members", "Members"),
     ("/machines", "Machines"),
     ("/uses", "History"),
+    ("/presence", "Building"),
     ("/maintenance", "Maintenance"),
     ("/system", "System"),
     ("/settings", "Settings"),

@@ -7,6 +7,7 @@
 //! capped by `web.max_live_clients`.
 
 mod accounts;
+mod csv;
 mod front;
 // The request/time toolbox is shared by pages still being written (members, machines,
 // history...); until they land some helpers are unused.

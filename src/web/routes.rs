@@ -4,7 +4,7 @@
 
 use super::http::{Method, Req, Resp};
 use super::i18n::{tr, Lang};
-use super::pages::{dashboard, login, people, system, workshop, Ctx};
+use super::pages::{dashboard, login, people, presence, system, workshop, Ctx};
 use super::session::{self, COOKIE};
 use super::{accounts, time, App};
 use rusqlite::Connection;
@@ -69,6 +69,12 @@ fn route(cx: &mut Ctx) -> Resp {
         (Method::Post, "/login") => return login::login(cx),
         _ => {}
     }
+    // The wall screen and phone sign-in links carry their own secret and need no login.
+    let public: Vec<String> = cx.req.segments().iter().map(|s| s.to_string()).collect();
+    let public: Vec<&str> = public.iter().map(String::as_str).collect();
+    if matches!(public.first(), Some(&"wall") | Some(&"in")) {
+        return presence::public(cx, method, &public).unwrap_or_else(|| cx.not_found());
+    }
     let Some(session) = cx.session.clone() else {
         return match method {
             Method::Get => Resp::redirect("/login"),
@@ -110,6 +116,7 @@ fn route(cx: &mut Ctx) -> Resp {
             workshop::route(cx, method, &segments)
         }
         Some("system" | "boards" | "settings" | "backup") => system::route(cx, method, &segments),
+        Some("presence") => presence::route(cx, method, &segments),
         _ => None,
     };
     routed.unwrap_or_else(|| cx.not_found())

@@ -9,5 +9,6 @@ mod conformance;
 mod faults;
 mod import;
 mod panel;
+mod panel_presence;
 mod readers;
 mod startup;

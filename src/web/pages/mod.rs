@@ -5,6 +5,8 @@ pub mod dashboard;
 pub mod login;
 /// Members, roles, authorizations, unknown cards.
 pub mod people;
+/// The building register: who is in, history, phone links, wall screen.
+pub mod presence;
 /// Boards, system state, backups, settings.
 pub mod system;
 /// Machines, machine types, maintenance, usage history, exports.
