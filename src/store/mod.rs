@@ -8,11 +8,13 @@
 mod admin;
 mod hot;
 pub mod import_fabomatic;
+mod people;
 mod queries;
 mod schema;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
+pub use people::*;
 pub use queries::*;
 
 use crate::config::Synchronous;
