@@ -555,3 +555,68 @@ fn panel_passwords_are_one_time_and_deleting_ends_sessions() {
         1
     );
 }
+
+#[test]
+fn the_member_list_pages_and_staff_choose_their_language() {
+    let (lab, _d, mut b) = logged_in();
+    lab.sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120)
+         INSERT INTO members (name, surname, role_id, card_uid, created_at)
+         SELECT 'Zed', printf('%03d', i), 3, printf('ee%06x', i), 0 FROM n",
+    );
+    let rows = |p: &Page| {
+        p.body
+            .split("<tbody>")
+            .nth(1)
+            .map_or(0, |t| t.matches("<tr>").count())
+    };
+    // 5 of fixture F (Fabio is deleted), the first administrator, 120 more.
+    let first = b.get("/members");
+    assert!(first.body.contains("Members found: 126"), "{}", first.body);
+    assert_eq!(rows(&first), 100);
+    assert!(first.body.contains("Page 1 / 2") && first.body.contains("href=\"/members?page=2\""));
+    let second = b.get("/members?page=2");
+    assert_eq!(rows(&second), 26);
+    let zed = b.get("/members?q=zed&page=2");
+    assert_eq!(rows(&zed), 20);
+    assert!(
+        zed.body.contains("href=\"/members?q=zed&amp;page=1\""),
+        "filters kept"
+    );
+    assert_eq!(rows(&b.get("/members?q=zed&card=no")), 0);
+    assert_eq!(rows(&b.get("/members?page=abc")), 100);
+    assert_eq!(rows(&b.get("/members?page=99")), 0);
+
+    // Staff edit themselves: language, but neither disabled nor without the panel.
+    let me = lab.count("SELECT member_id FROM members WHERE email = 'admin@fabgate.local'");
+    let role = lab
+        .count("SELECT role_id FROM roles WHERE backend_admin = 1")
+        .to_string();
+    let edit = format!("/members/{me}/edit");
+    b.get(&edit);
+    let mut form = vec![
+        ("name", "Admin"),
+        ("email", "admin@fabgate.local"),
+        ("role", role.as_str()),
+        ("language", "it"),
+    ];
+    form.push(("disabled", "on"));
+    let p = b.post(&edit, &form);
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("You cannot disable yourself."));
+    form.pop();
+    let p = b.post(
+        &edit,
+        &[
+            ("name", "Admin"),
+            ("role", "3"),
+            ("email", "admin@fabgate.local"),
+        ],
+    );
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("You would lose access to the panel"));
+    let p = b.post(&edit, &form);
+    let page = follow(&mut b, &p);
+    assert!(page.body.contains("Modifiche salvate."), "{}", page.body);
+    assert!(b.get("/members").body.contains("Soci trovati: 126"));
+}

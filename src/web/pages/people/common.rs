@@ -178,9 +178,14 @@ pub fn reason_text(lang: Lang, r: Reason) -> &'static str {
     }
 }
 
-/// Hours with one decimal: "12.5 h".
+/// Hours for people: "12.5 h", whole hours from 100 h on ("2534 h").
 pub fn hours(seconds: i64) -> String {
-    format!("{:.1} h", seconds.max(0) as f64 / 3600.0)
+    let h = seconds.max(0) as f64 / 3600.0;
+    if h < 100.0 {
+        format!("{h:.1} h")
+    } else {
+        format!("{h:.0} h")
+    }
 }
 
 /// Unix seconds of the first day of the month, local midnight.
@@ -237,6 +242,10 @@ mod tests {
         assert_eq!(
             query_string(&[("q", "a b"), ("role", ""), ("state", "all")]),
             "q=a+b&state=all"
+        );
+        assert_eq!(
+            (hours(5_400), hours(-5), hours(125_201_000)),
+            ("1.5 h".into(), "0.0 h".into(), "34778 h".into())
         );
     }
 }

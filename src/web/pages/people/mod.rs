@@ -12,6 +12,7 @@
 mod authorizations;
 mod common;
 mod it;
+mod member_form;
 mod member_views;
 mod members;
 mod roles;
@@ -28,14 +29,14 @@ pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
     use Method::{Get, Post};
     let resp = match (method, segments) {
         (Get, ["members"]) => members::list(cx),
-        (Get, ["members", "new"]) => members::new_form(cx),
-        (Post, ["members", "new"]) => members::create(cx),
+        (Get, ["members", "new"]) => member_form::new_form(cx),
+        (Post, ["members", "new"]) => member_form::create(cx),
         (_, ["members", id, rest @ ..]) => {
             let id = parse_id(id)?;
             match (method, rest) {
                 (Get, []) => members::detail(cx, id),
-                (Get, ["edit"]) => members::edit_form(cx, id),
-                (Post, ["edit"]) => members::update(cx, id),
+                (Get, ["edit"]) => member_form::edit_form(cx, id),
+                (Post, ["edit"]) => member_form::update(cx, id),
                 (Post, ["disable"]) => members::set_disabled(cx, id, true),
                 (Post, ["enable"]) => members::set_disabled(cx, id, false),
                 (Get, ["delete"]) => members::delete_form(cx, id),
