@@ -219,7 +219,7 @@ const MEMBER_ROW_SELECT: &str = "SELECT u.member_id, u.name, u.surname, u.role_i
     u.password_hash IS NOT NULL AND u.password_hash <> '', u.weekly_summary, u.created_at
     FROM members u LEFT JOIN roles r ON r.role_id = u.role_id";
 
-fn member_row_from_row(r: &Row) -> rusqlite::Result<MemberRow> {
+pub(super) fn member_row_from_row(r: &Row) -> rusqlite::Result<MemberRow> {
     Ok(MemberRow {
         id: r.get(0)?,
         name: r.get(1)?,

@@ -8,12 +8,14 @@
 mod admin;
 mod hot;
 pub mod import_fabomatic;
+mod people;
 mod presence;
 mod queries;
 mod schema;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
+pub use people::*;
 pub use presence::*;
 pub use queries::*;
 

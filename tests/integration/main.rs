@@ -9,6 +9,7 @@ mod conformance;
 mod faults;
 mod import;
 mod panel;
+mod panel_people;
 mod panel_presence;
 mod readers;
 mod startup;
