@@ -56,6 +56,12 @@ fn panel_in_a_real_browser() {
 
     for (path, name) in [
         ("/", "dashboard"),
+        ("/members", "members"),
+        ("/members/3", "member"),
+        ("/roles", "roles"),
+        ("/unknown-cards", "unknown-cards"),
+        ("/authorizations?machine=1", "authorizations"),
+        ("/presence", "presence"),
         ("/system", "system"),
         ("/settings", "settings"),
     ] {
