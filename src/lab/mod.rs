@@ -8,10 +8,15 @@
 //! where they apply.
 
 mod actions;
+mod history;
 #[cfg(test)]
 mod tests;
 
 pub use actions::*;
+pub use history::{
+    add_use, check_entry, correct_use, counted_seconds, delete_use, plan_usage, EntryProblem,
+    PlanUsage, UseEntry,
+};
 
 use crate::store::{Machine, Member};
 

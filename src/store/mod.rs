@@ -10,10 +10,12 @@ mod hot;
 pub mod import_fabomatic;
 mod queries;
 mod schema;
+mod workshop;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
 pub use queries::*;
+pub use workshop::*;
 
 use crate::config::Synchronous;
 use rusqlite::Connection;

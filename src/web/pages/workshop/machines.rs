@@ -1,0 +1,615 @@
+//! Machines: the list (state, type, hours, board, who uses it), one machine's page
+//! (board, open use, maintenance plans, recent uses), add / edit / delete, block /
+//! unblock, and remote start / stop for a board that is online (protocol.md §2.9).
+
+use super::{confirm_page, count_line, flash, hot, hours, num, write, Checked, Ctx};
+use crate::lab::{self, PlanUsage, RemoteRefusal};
+use crate::store::{self, MachineRow, MachineTypeRow, UseQuery, UseRow};
+use crate::validate;
+use crate::web::http::Resp;
+use crate::web::i18n::{tr, Lang};
+use crate::web::layout::{csrf_field, notice};
+use crate::web::time;
+use maud::{html, Markup};
+
+/// Uses shown on a machine's page; the rest is in the history.
+const RECENT_USES: i64 = 10;
+
+/// A machine with what the rules say about it right now.
+struct Status {
+    row: MachineRow,
+    online: bool,
+    seen: Option<i64>,
+    due: bool,
+}
+
+fn statuses(cx: &Ctx) -> store::Result<Vec<Status>> {
+    let rows = store::machine_rows(cx.db)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let due = !lab::overdue_plans(cx.db, row.id)?.is_empty();
+        let seen = hot(cx)?.machine_last_seen(row.id).max(row.last_seen);
+        let online = lab::is_online(seen, cx.now, cx.app.rules.online_window_s);
+        out.push(Status {
+            row,
+            online,
+            seen,
+            due,
+        });
+    }
+    Ok(out)
+}
+
+/// FabOMatic's order (features.md §c.7): in use, blocked, maintenance due, offline, free.
+fn state(s: &Status, lang: Lang) -> (&'static str, &'static str) {
+    if s.row.in_use_by.is_some() {
+        ("busy", tr(lang, "in use"))
+    } else if s.row.blocked {
+        ("blocked", tr(lang, "blocked"))
+    } else if s.due {
+        ("due", tr(lang, "maintenance due"))
+    } else if !s.online {
+        ("offline", tr(lang, "offline"))
+    } else {
+        ("free", tr(lang, "free"))
+    }
+}
+
+fn online_badge(lang: Lang, online: bool) -> Markup {
+    html! {
+        @if online { span.badge.free { (tr(lang, "online")) } }
+        @else { span.badge.offline { (tr(lang, "offline")) } }
+    }
+}
+
+pub fn list(cx: &mut Ctx) -> Resp {
+    let lang = cx.lang;
+    let machines = match statuses(cx) {
+        Ok(m) => m,
+        Err(e) => return cx.failure(&e),
+    };
+    let body = html! {
+        h1 { (tr(lang, "Machines")) }
+        (flash(cx))
+        p.actions {
+            a.button href="/machines/new" { (tr(lang, "Add machine")) }
+            " " a.button.secondary href="/machine-types" { (tr(lang, "Machine types")) }
+        }
+        @if machines.is_empty() { p.muted { (tr(lang, "No machines yet.")) } }
+        @else {
+            div.scroll { table.machines {
+                thead { tr {
+                    th { (tr(lang, "ID")) } th { (tr(lang, "Name")) } th { (tr(lang, "Type")) }
+                    th { (tr(lang, "State")) } th.num { (tr(lang, "Hours")) }
+                    th { (tr(lang, "Board")) } th { (tr(lang, "In use by")) }
+                } }
+                tbody { @for s in &machines {
+                    @let (class, label) = state(s, lang);
+                    tr {
+                        td { (s.row.id) }
+                        td { a href={"/machines/" (s.row.id)} { (s.row.name) } }
+                        td { (s.row.type_name.as_deref().unwrap_or("—")) }
+                        td { span class={"badge " (class)} { (label) } }
+                        td.num { (hours(s.row.hours)) }
+                        td {
+                            (online_badge(lang, s.online)) " "
+                            span.muted { @match s.seen {
+                                Some(t) => (time::datetime(&cx.tz, t)),
+                                None => (tr(lang, "never seen")),
+                            } }
+                        }
+                        td { (s.row.in_use_by.as_deref().unwrap_or("")) }
+                    }
+                } }
+            } }
+        }
+    };
+    cx.page(tr(lang, "Machines"), "/machines", body)
+}
+
+// ---------------------------------------------------------------------------------------
+// One machine
+
+/// What a machine's page shows.
+struct Detail {
+    status: Status,
+    board: Option<store::BoardInfo>,
+    open_since: Option<i64>,
+    plans: Vec<PlanUsage>,
+    recent: Vec<UseRow>,
+}
+
+fn detail(cx: &Ctx, id: i64) -> store::Result<Option<Detail>> {
+    let Some(status) = statuses(cx)?.into_iter().find(|s| s.row.id == id) else {
+        return Ok(None);
+    };
+    let board = match hot(cx)?.board(id).cloned() {
+        Some(b) => Some(b),
+        None => store::boards(cx.db)?
+            .into_iter()
+            .find(|b| b.machine_id == id)
+            .map(|b| store::BoardInfo {
+                ip: b.ip_address,
+                fw_version: b.fw_version,
+                serial: b.serial,
+                heap: b.heap,
+                last_seen: b.last_seen,
+            }),
+    };
+    let open_since = store::open_uses(cx.db, id)?.last().map(|u| u.start);
+    let q = UseQuery {
+        machine_id: Some(id),
+        ..UseQuery::default()
+    };
+    Ok(Some(Detail {
+        board,
+        open_since,
+        plans: lab::plan_usage(cx.db, id)?,
+        recent: store::use_page(cx.db, &q, RECENT_USES, 0)?,
+        status,
+    }))
+}
+
+pub fn show(cx: &mut Ctx, id: i64) -> Resp {
+    show_with(cx, id, None)
+}
+
+/// The machine's page, with an error notice (status 409) when a request was refused.
+fn show_with(cx: &mut Ctx, id: i64, refused: Option<String>) -> Resp {
+    let d = match detail(cx, id) {
+        Ok(Some(d)) => d,
+        Ok(None) => return cx.not_found(),
+        Err(e) => return cx.failure(&e),
+    };
+    let body = render_detail(cx, &d, refused.as_deref());
+    let resp = cx.page(&d.status.row.name, "/machines", body);
+    if refused.is_some() {
+        resp.status(409)
+    } else {
+        resp
+    }
+}
+
+fn render_detail(cx: &Ctx, d: &Detail, refused: Option<&str>) -> Markup {
+    let lang = cx.lang;
+    let m = &d.status.row;
+    let (class, label) = state(&d.status, lang);
+    let base = format!("/machines/{}", m.id);
+    html! {
+        h1 { (m.name) " " span class={"badge " (class)} { (label) } }
+        (flash(cx))
+        @if let Some(r) = refused { (notice("error", r)) }
+        div.panel.facts {
+            dl {
+                dt { (tr(lang, "Machine ID")) } dd { (m.id) }
+                dt { (tr(lang, "Type")) } dd { (m.type_name.as_deref().unwrap_or("—")) }
+                dt { (tr(lang, "Hours")) } dd { (hours(m.hours)) }
+                dt { (tr(lang, "Blocked")) } dd { (if m.blocked { tr(lang, "yes") } else { tr(lang, "no") }) }
+                dt { (tr(lang, "In use by")) } dd {
+                    @match (&m.in_use_by, d.open_since) {
+                        (Some(who), Some(since)) => { (who) " · " (tr(lang, "since")) " " (time::datetime(&cx.tz, since)) }
+                        _ => { "—" }
+                    }
+                }
+                dt { (tr(lang, "Board")) } dd {
+                    (online_badge(lang, d.status.online)) " "
+                    @match d.status.seen {
+                        Some(t) => { (tr(lang, "last seen")) " " (time::datetime(&cx.tz, t)) }
+                        None => { (tr(lang, "never seen")) }
+                    }
+                }
+                @if let Some(b) = &d.board {
+                    dt { (tr(lang, "Firmware")) } dd { (b.fw_version) }
+                    dt { (tr(lang, "IP address")) } dd { (b.ip) }
+                    @if !b.serial.is_empty() { dt { (tr(lang, "Serial")) } dd { (b.serial) } }
+                }
+            }
+        }
+        div.actions {
+            @if d.status.online {
+                form.inline method="post" action={(base) "/start"} {
+                    (csrf_field(cx.csrf())) button type="submit" { (tr(lang, "Remote start")) }
+                }
+                form.inline method="post" action={(base) "/stop"} {
+                    (csrf_field(cx.csrf())) button.secondary type="submit" { (tr(lang, "Remote stop")) }
+                }
+            } @else {
+                span.muted { (tr(lang, "Remote start and stop need the board online.")) }
+            }
+            @let (verb, text) = if m.blocked { ("unblock", tr(lang, "Unblock")) } else { ("block", tr(lang, "Block")) };
+            form.inline method="post" action={(base) "/" (verb)} {
+                (csrf_field(cx.csrf())) button.secondary type="submit" { (text) }
+            }
+            a.button.secondary href={(base) "/edit"} { (tr(lang, "Edit")) }
+            a.button.secondary href={(base) "/delete"} { (tr(lang, "Delete")) }
+        }
+        h2 { (tr(lang, "Maintenance plans")) }
+        (render_plans(lang, &d.plans))
+        p { a href={"/maintenance/plans/new?machine=" (m.id)} { (tr(lang, "Add a maintenance plan")) } }
+        h2 { (tr(lang, "Recent uses")) }
+        (super::history::table(cx, &d.recent, false))
+        p {
+            a href={"/uses?machine=" (m.id)} { (tr(lang, "Full history")) } " · "
+            a href={"/exports/uses.xlsx?machine=" (m.id)} { (tr(lang, "Export (XLSX)")) }
+        }
+    }
+}
+
+fn render_plans(lang: Lang, plans: &[PlanUsage]) -> Markup {
+    html! {
+        @if plans.is_empty() { p.muted { (tr(lang, "No maintenance plans.")) } }
+        @else { div.scroll { table {
+            thead { tr {
+                th { (tr(lang, "Description")) } th.num { (tr(lang, "Every (h)")) }
+                th.num { (tr(lang, "Used since (h)")) } th { (tr(lang, "Status")) } th {}
+            } }
+            tbody { @for p in plans {
+                tr {
+                    td { (p.plan.description) }
+                    td.num { (hours(p.plan.hours_between)) }
+                    td.num { (hours(p.used_s as f64 / 3600.0)) }
+                    td { @if p.due {
+                        span.badge.due { (tr(lang, "due")) } " "
+                        (tr(lang, "overdue by")) " " (hours(p.hours_overdue())) " h"
+                    } @else {
+                        span.badge.free { (tr(lang, "ok")) } " "
+                        (hours(-p.hours_overdue())) " h " (tr(lang, "left"))
+                    } }
+                    td { a href={"/maintenance/interventions/new?plan=" (p.plan.id)} { (tr(lang, "Record intervention")) } }
+                }
+            } }
+        } } }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Add / edit
+
+/// The machine form as typed.
+#[derive(Default)]
+struct Form {
+    id: String,
+    name: String,
+    type_id: String,
+    hours: String,
+}
+
+/// The form once checked.
+struct Valid {
+    id: i64,
+    name: String,
+    type_id: i64,
+    hours: f64,
+}
+
+impl Form {
+    fn from_req(cx: &Ctx) -> Form {
+        let f = |k| cx.req.field(k).to_string();
+        Form {
+            id: f("id"),
+            name: f("name"),
+            type_id: f("type"),
+            hours: f("hours"),
+        }
+    }
+
+    fn from_row(m: &MachineRow) -> Form {
+        Form {
+            id: m.id.to_string(),
+            name: m.name.clone(),
+            type_id: m.type_id.map(|t| t.to_string()).unwrap_or_default(),
+            hours: format!("{}", m.hours),
+        }
+    }
+
+    fn check(&self, lang: Lang) -> Checked<Valid> {
+        let id = self
+            .id
+            .parse::<i64>()
+            .map_err(|_| tr(lang, "The machine ID must be a whole number.").to_string())
+            .and_then(validate::machine_id)?;
+        let name = validate::object_name("machine name", &self.name)?;
+        let type_id = num(&self.type_id).ok_or(tr(lang, "Choose a machine type."))?;
+        let hours = parse_number(&self.hours)
+            .ok_or_else(|| tr(lang, "Hours must be a number.").to_string())
+            .and_then(validate::hours_counter)?;
+        Ok(Valid {
+            id,
+            name,
+            type_id,
+            hours,
+        })
+    }
+}
+
+/// A decimal number as people type it: `1.5` or `1,5`; empty reads as 0.
+pub(super) fn parse_number(s: &str) -> Option<f64> {
+    let t = s.trim().replace(',', ".");
+    if t.is_empty() {
+        return Some(0.0);
+    }
+    t.parse().ok().filter(|h: &f64| h.is_finite())
+}
+
+fn render_form(
+    cx: &Ctx,
+    f: &Form,
+    types: &[MachineTypeRow],
+    action: &str,
+    error: Option<&str>,
+) -> Markup {
+    let lang = cx.lang;
+    let options: Vec<(i64, String)> = types.iter().map(|t| (t.id, t.name.clone())).collect();
+    html! {
+        div.panel.narrowish {
+            @if let Some(e) = error { (notice("error", e)) }
+            form.stack method="post" action=(action) {
+                (csrf_field(cx.csrf()))
+                label { (tr(lang, "Name")) input type="text" name="name" value=(f.name) required maxlength="100"; }
+                label { (tr(lang, "Machine ID (as configured on the board)"))
+                    input type="number" name="id" value=(f.id) min="1" required; }
+                label { (tr(lang, "Type")) (super::select("type", &options, &f.type_id, None)) }
+                label { (tr(lang, "Hours counter")) input type="text" inputmode="decimal" name="hours" value=(f.hours); }
+                button type="submit" { (tr(lang, "Save")) }
+            }
+        }
+    }
+}
+
+fn form_page(cx: &mut Ctx, f: &Form, editing: Option<i64>, error: Option<String>) -> Resp {
+    let lang = cx.lang;
+    let types = match store::machine_types(cx.db) {
+        Ok(t) => t,
+        Err(e) => return cx.failure(&e),
+    };
+    let (title, action) = match editing {
+        Some(id) => (tr(lang, "Edit machine"), format!("/machines/{id}/edit")),
+        None => (tr(lang, "Add machine"), "/machines".to_string()),
+    };
+    let body = html! {
+        h1 { (title) }
+        (render_form(cx, f, &types, &action, error.as_deref()))
+    };
+    let resp = cx.page(title, "/machines", body);
+    if error.is_some() {
+        resp.status(400)
+    } else {
+        resp
+    }
+}
+
+pub fn new_form(cx: &mut Ctx) -> Resp {
+    let next = store::next_machine_id(cx.db).unwrap_or(1);
+    let f = Form {
+        id: next.to_string(),
+        hours: "0".into(),
+        ..Form::default()
+    };
+    form_page(cx, &f, None, None)
+}
+
+pub fn edit_form(cx: &mut Ctx, id: i64) -> Resp {
+    match store::machine_rows(cx.db).map(|r| r.into_iter().find(|m| m.id == id)) {
+        Ok(Some(m)) => form_page(cx, &Form::from_row(&m), Some(id), None),
+        Ok(None) => cx.not_found(),
+        Err(e) => cx.failure(&e),
+    }
+}
+
+/// Checks what the database must say about a machine form: id free, name unique, type.
+fn conflicts(
+    db: &rusqlite::Connection,
+    lang: Lang,
+    v: &Valid,
+    old: Option<i64>,
+) -> store::Result<Checked<()>> {
+    if Some(v.id) != old && store::machine_exists(db, v.id)? {
+        return Ok(Err(tr(lang, "Another machine already has this ID.").into()));
+    }
+    if store::machine_ids_by_name(db, &v.name)?
+        .iter()
+        .any(|&other| Some(other) != old)
+    {
+        return Ok(Err(
+            tr(lang, "Another machine already has this name.").into()
+        ));
+    }
+    if store::machine_type(db, v.type_id)?.is_none() {
+        return Ok(Err(tr(lang, "Choose a machine type.").into()));
+    }
+    Ok(Ok(()))
+}
+
+pub fn create(cx: &mut Ctx) -> Resp {
+    save(cx, None)
+}
+
+pub fn update(cx: &mut Ctx, id: i64) -> Resp {
+    save(cx, Some(id))
+}
+
+fn save(cx: &mut Ctx, old: Option<i64>) -> Resp {
+    let lang = cx.lang;
+    let f = Form::from_req(cx);
+    let v = match f.check(lang) {
+        Ok(v) => v,
+        Err(e) => return form_page(cx, &f, old, Some(e)),
+    };
+    let saved = write(cx.db, |tx| {
+        if let Some(id) = old {
+            if !store::machine_exists(tx, id)? {
+                return Ok(Err(String::new()));
+            }
+        }
+        if let Err(e) = conflicts(tx, lang, &v, old)? {
+            return Ok(Err(e));
+        }
+        let edit = store::MachineEdit {
+            id: v.id,
+            name: &v.name,
+            type_id: Some(v.type_id),
+            hours: v.hours,
+        };
+        match old {
+            Some(id) => store::update_machine(tx, id, &edit)?,
+            None => {
+                store::insert_machine(tx, v.id, &v.name, v.type_id)?;
+                store::update_machine(tx, v.id, &edit)?
+            }
+        };
+        Ok(Ok(()))
+    });
+    match saved {
+        Ok(Ok(())) => {
+            let ok = if old.is_some() { "saved" } else { "added" };
+            Resp::redirect(&format!("/machines/{}?ok={ok}", v.id))
+        }
+        Ok(Err(e)) if e.is_empty() => cx.not_found(),
+        Ok(Err(e)) => form_page(cx, &f, old, Some(e)),
+        Err(e) => cx.failure(&e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Delete, block, remote start/stop
+
+pub fn confirm_delete(cx: &mut Ctx, id: i64) -> Resp {
+    let lang = cx.lang;
+    let m = match store::machine(cx.db, id) {
+        Ok(Some(m)) => m,
+        Ok(None) => return cx.not_found(),
+        Err(e) => return cx.failure(&e),
+    };
+    let deps = match store::machine_dependents(cx.db, id) {
+        Ok(d) => d,
+        Err(e) => return cx.failure(&e),
+    };
+    let lines: Vec<String> = [
+        count_line(deps.uses, tr(lang, "use"), tr(lang, "uses")),
+        count_line(
+            deps.plans,
+            tr(lang, "maintenance plan"),
+            tr(lang, "maintenance plans"),
+        ),
+        count_line(
+            deps.interventions,
+            tr(lang, "intervention"),
+            tr(lang, "interventions"),
+        ),
+        count_line(
+            deps.authorizations,
+            tr(lang, "authorization"),
+            tr(lang, "authorizations"),
+        ),
+        deps.board
+            .then(|| tr(lang, "the board's information (firmware, IP, last seen)").to_string()),
+        count_line(
+            deps.unknown_cards,
+            tr(lang, "unknown-card record"),
+            tr(lang, "unknown-card records"),
+        ),
+        count_line(
+            deps.credentials,
+            tr(lang, "board login"),
+            tr(lang, "board logins"),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let title = format!("{} {}?", tr(lang, "Delete machine"), m.name);
+    confirm_page(
+        cx,
+        &title,
+        "/machines",
+        &lines,
+        &format!("/machines/{id}/delete"),
+        &format!("/machines/{id}"),
+    )
+}
+
+pub fn delete(cx: &mut Ctx, id: i64) -> Resp {
+    let deleted = write(cx.db, |tx| {
+        Ok(if store::delete_machine(tx, id)? {
+            Ok(())
+        } else {
+            Err(String::new())
+        })
+    });
+    match deleted {
+        Ok(Ok(())) => {
+            log::info!("panel: machine {id} deleted");
+            Resp::redirect("/machines?ok=deleted")
+        }
+        Ok(Err(_)) => cx.not_found(),
+        Err(e) => cx.failure(&e),
+    }
+}
+
+pub fn block(cx: &mut Ctx, id: i64, blocked: bool) -> Resp {
+    let done = write(cx.db, |tx| {
+        if !store::machine_exists(tx, id)? {
+            return Ok(Err(String::new()));
+        }
+        store::set_machine_blocked(tx, id, blocked)?;
+        Ok(Ok(()))
+    });
+    match done {
+        Ok(Ok(())) => {
+            let ok = if blocked { "blocked" } else { "unblocked" };
+            Resp::redirect(&format!("/machines/{id}?ok={ok}"))
+        }
+        Ok(Err(_)) => cx.not_found(),
+        Err(e) => cx.failure(&e),
+    }
+}
+
+/// Queues a remote start/stop for the daemon's jobs thread, as the CLI does, on behalf of
+/// the staff member's own card, after `lab` agrees: nothing is reported as sent unless it
+/// is queued for an online board and an active card (protocol.md §8.12).
+pub fn remote(cx: &mut Ctx, id: i64, kind: &'static str) -> Resp {
+    let lang = cx.lang;
+    let card = cx
+        .session
+        .as_ref()
+        .and_then(|s| s.card_uid.clone())
+        .filter(|c| !c.is_empty());
+    let Some(uid) = card else {
+        let why = tr(lang, "You have no card: remote start and stop act on behalf of your own card. Ask an administrator to give you one.");
+        return show_with(cx, id, Some(why.to_string()));
+    };
+    let verdict = hot(cx)
+        .and_then(|hot| lab::check_remote_request(cx.db, &hot, id, &uid, cx.now, &cx.app.rules));
+    let refusal = match verdict {
+        Ok(Ok(())) => None,
+        Ok(Err(r)) => Some(r),
+        Err(e) => return cx.failure(&e),
+    };
+    let why = match refusal {
+        None => {
+            let now = cx.now;
+            let queued = write(cx.db, |tx| {
+                store::queue_board_request(tx, id, kind, &uid, now)?;
+                Ok(Ok(()))
+            });
+            return match queued {
+                Ok(_) => {
+                    log::info!("panel: remote {kind} for machine {id} queued by card {uid}");
+                    Resp::redirect(&format!("/machines/{id}?ok={kind}"))
+                }
+                Err(e) => cx.failure(&e),
+            };
+        }
+        Some(RemoteRefusal::UnknownMachine) => return cx.not_found(),
+        Some(RemoteRefusal::Offline) => {
+            tr(lang, "Nothing was sent: the machine's board is offline.").to_string()
+        }
+        Some(RemoteRefusal::Card(reason)) => format!(
+            "{} {}",
+            tr(lang, "Nothing was sent: your card cannot be used for this:"),
+            tr(lang, reason.describe())
+        ),
+    };
+    log::warn!("panel: remote {kind} for machine {id} refused: {why}");
+    show_with(cx, id, Some(why))
+}
