@@ -8,4 +8,5 @@ mod conformance;
 mod faults;
 mod import;
 mod panel;
+mod panel_workshop;
 mod startup;
