@@ -252,7 +252,7 @@ fn remote_start_and_stop_reach_only_an_online_board() {
     assert!(b
         .get("/machines/1?ok=start")
         .body
-        .contains("Remote start sent"));
+        .contains("Remote start requested"));
 
     let p = b.post("/machines/1/stop", &[]);
     assert_eq!(p.status, 303);

@@ -5,7 +5,7 @@
 
 use super::{
     confirm_page, flash, hours, local_input, machine_options, member_options, num, pager,
-    parse_day, parse_day_end, parse_local, query, select, write, Checked, Ctx,
+    parse_day, parse_day_end, parse_local, query, select, write, Checked, Ctx, Outcome, Refused,
 };
 use crate::lab::{self, UseEntry};
 use crate::store::{self, UseQuery, UseRow};
@@ -278,18 +278,18 @@ fn save(cx: &mut Ctx, old: Option<i64>) -> Resp {
             None => lab::add_use(lab, &entry)?.map(|_| ()),
             Some(id) => match lab::correct_use(lab, id, &entry)? {
                 Some(r) => r,
-                None => return Ok(Err(String::new())),
+                None => return Ok(Err(Refused::Missing)),
             },
         };
-        Ok(done.map_err(|p| tr(lang, p.describe()).to_string()))
+        Ok(done.map_err(|p| tr(lang, p.describe()).into()))
     });
     match saved {
         Ok(Ok(())) => {
             let ok = if old.is_some() { "saved" } else { "added" };
             Resp::redirect(&format!("/uses?machine={}&ok={ok}", entry.machine_id))
         }
-        Ok(Err(msg)) if msg.is_empty() => cx.not_found(),
-        Ok(Err(msg)) => form_page(cx, &f, old, Some(msg)),
+        Ok(Err(Refused::Missing)) => cx.not_found(),
+        Ok(Err(Refused::Invalid(msg))) => form_page(cx, &f, old, Some(msg)),
         Err(e) => cx.failure(&e),
     }
 }
@@ -331,7 +331,7 @@ pub fn confirm_delete(cx: &mut Ctx, id: i64) -> Resp {
 
 pub fn delete(cx: &mut Ctx, id: i64) -> Resp {
     let deleted = in_lab(cx, |lab| {
-        Ok(lab::delete_use(lab, id)?.ok_or_else(String::new))
+        Ok(lab::delete_use(lab, id)?.ok_or(Refused::Missing))
     });
     match deleted {
         Ok(Ok(u)) => Resp::redirect(&format!("/uses?machine={}&ok=deleted", u.machine_id)),
@@ -343,8 +343,8 @@ pub fn delete(cx: &mut Ctx, id: i64) -> Resp {
 /// Runs a `lab` history operation in one write transaction with the daemon's hot state.
 fn in_lab<T>(
     cx: &mut Ctx,
-    f: impl FnOnce(&mut lab::Ctx) -> store::Result<Checked<T>>,
-) -> store::Result<Checked<T>> {
+    f: impl FnOnce(&mut lab::Ctx) -> store::Result<Outcome<T>>,
+) -> store::Result<Outcome<T>> {
     let (app, now) = (cx.app, cx.now);
     write(cx.db, |tx| {
         let mut hot = app

@@ -2,7 +2,9 @@
 //! (board, open use, maintenance plans, recent uses), add / edit / delete, block /
 //! unblock, and remote start / stop for a board that is online (protocol.md §2.9).
 
-use super::{confirm_page, count_line, flash, hot, hours, num, write, Checked, Ctx};
+use super::{
+    confirm_page, count_line, flash, found, hot, hours, num, write, Checked, Ctx, Refused,
+};
 use crate::lab::{self, PlanUsage, RemoteRefusal};
 use crate::store::{self, MachineRow, MachineTypeRow, UseQuery, UseRow};
 use crate::validate;
@@ -25,19 +27,26 @@ struct Status {
 
 fn statuses(cx: &Ctx) -> store::Result<Vec<Status>> {
     let rows = store::machine_rows(cx.db)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let due = !lab::overdue_plans(cx.db, row.id)?.is_empty();
-        let seen = hot(cx)?.machine_last_seen(row.id).max(row.last_seen);
-        let online = lab::is_online(seen, cx.now, cx.app.rules.online_window_s);
-        out.push(Status {
-            row,
-            online,
-            seen,
-            due,
-        });
-    }
-    Ok(out)
+    let seen: Vec<Option<i64>> = {
+        let hot = hot(cx)?;
+        rows.iter()
+            .map(|r| hot.machine_last_seen(r.id).max(r.last_seen))
+            .collect()
+    };
+    rows.into_iter()
+        .zip(seen)
+        .map(|(row, seen)| status(cx, row, seen))
+        .collect()
+}
+
+/// `seen`: when the board last spoke, from memory or the database.
+fn status(cx: &Ctx, row: MachineRow, seen: Option<i64>) -> store::Result<Status> {
+    Ok(Status {
+        due: !lab::overdue_plans(cx.db, row.id)?.is_empty(),
+        online: lab::is_online(seen, cx.now, cx.app.rules.online_window_s),
+        seen,
+        row,
+    })
 }
 
 /// FabOMatic's order (features.md §c.7): in use, blocked, maintenance due, offline, free.
@@ -120,10 +129,16 @@ struct Detail {
 }
 
 fn detail(cx: &Ctx, id: i64) -> store::Result<Option<Detail>> {
-    let Some(status) = statuses(cx)?.into_iter().find(|s| s.row.id == id) else {
+    let Some(row) = store::machine_rows(cx.db)?.into_iter().find(|m| m.id == id) else {
         return Ok(None);
     };
-    let board = match hot(cx)?.board(id).cloned() {
+    let (hot_seen, hot_board) = {
+        let hot = hot(cx)?;
+        (hot.machine_last_seen(id), hot.board(id).cloned())
+    };
+    let seen = hot_seen.max(row.last_seen);
+    let status = status(cx, row, seen)?;
+    let board = match hot_board {
         Some(b) => Some(b),
         None => store::boards(cx.db)?
             .into_iter()
@@ -438,11 +453,11 @@ fn save(cx: &mut Ctx, old: Option<i64>) -> Resp {
     let saved = write(cx.db, |tx| {
         if let Some(id) = old {
             if !store::machine_exists(tx, id)? {
-                return Ok(Err(String::new()));
+                return Ok(Err(Refused::Missing));
             }
         }
         if let Err(e) = conflicts(tx, lang, &v, old)? {
-            return Ok(Err(e));
+            return Ok(Err(e.into()));
         }
         let edit = store::MachineEdit {
             id: v.id,
@@ -464,8 +479,8 @@ fn save(cx: &mut Ctx, old: Option<i64>) -> Resp {
             let ok = if old.is_some() { "saved" } else { "added" };
             Resp::redirect(&format!("/machines/{}?ok={ok}", v.id))
         }
-        Ok(Err(e)) if e.is_empty() => cx.not_found(),
-        Ok(Err(e)) => form_page(cx, &f, old, Some(e)),
+        Ok(Err(Refused::Missing)) => cx.not_found(),
+        Ok(Err(Refused::Invalid(e))) => form_page(cx, &f, old, Some(e)),
         Err(e) => cx.failure(&e),
     }
 }
@@ -529,13 +544,7 @@ pub fn confirm_delete(cx: &mut Ctx, id: i64) -> Resp {
 }
 
 pub fn delete(cx: &mut Ctx, id: i64) -> Resp {
-    let deleted = write(cx.db, |tx| {
-        Ok(if store::delete_machine(tx, id)? {
-            Ok(())
-        } else {
-            Err(String::new())
-        })
-    });
+    let deleted = write(cx.db, |tx| Ok(found(store::delete_machine(tx, id)?)));
     match deleted {
         Ok(Ok(())) => {
             log::info!("panel: machine {id} deleted");
@@ -549,7 +558,7 @@ pub fn delete(cx: &mut Ctx, id: i64) -> Resp {
 pub fn block(cx: &mut Ctx, id: i64, blocked: bool) -> Resp {
     let done = write(cx.db, |tx| {
         if !store::machine_exists(tx, id)? {
-            return Ok(Err(String::new()));
+            return Ok(Err(Refused::Missing));
         }
         store::set_machine_blocked(tx, id, blocked)?;
         Ok(Ok(()))

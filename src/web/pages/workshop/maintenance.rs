@@ -5,8 +5,8 @@
 
 use super::machines::parse_number;
 use super::{
-    confirm_page, count_line, flash, hours, local_input, member_options, num, parse_local, query,
-    select, write, Checked, Ctx,
+    confirm_page, count_line, flash, found, hours, local_input, member_options, num, parse_local,
+    query, select, write, Checked, Ctx, Refused,
 };
 use crate::lab::{self, PlanUsage};
 use crate::store::{
@@ -323,7 +323,7 @@ fn save_plan(cx: &mut Ctx, old: Option<i64>) -> Resp {
             return Ok(Err(tr(lang, "Choose a machine.").into()));
         }
         match old {
-            Some(id) if !store::update_plan(tx, id, &new)? => Ok(Err(String::new())),
+            Some(id) if !store::update_plan(tx, id, &new)? => Ok(Err(Refused::Missing)),
             Some(_) => Ok(Ok(())),
             None => store::insert_plan(tx, &new).map(|_| Ok(())),
         }
@@ -333,8 +333,8 @@ fn save_plan(cx: &mut Ctx, old: Option<i64>) -> Resp {
             let ok = if old.is_some() { "saved" } else { "added" };
             Resp::redirect(&format!("/maintenance?ok={ok}"))
         }
-        Ok(Err(e)) if e.is_empty() => cx.not_found(),
-        Ok(Err(e)) => plan_page(cx, &f, old, Some(e)),
+        Ok(Err(Refused::Missing)) => cx.not_found(),
+        Ok(Err(Refused::Invalid(e))) => plan_page(cx, &f, old, Some(e)),
         Err(e) => cx.failure(&e),
     }
 }
@@ -368,13 +368,7 @@ pub fn confirm_delete_plan(cx: &mut Ctx, id: i64) -> Resp {
 }
 
 pub fn delete_plan(cx: &mut Ctx, id: i64) -> Resp {
-    let deleted = write(cx.db, |tx| {
-        Ok(if store::delete_plan(tx, id)? {
-            Ok(())
-        } else {
-            Err(String::new())
-        })
-    });
+    let deleted = write(cx.db, |tx| Ok(found(store::delete_plan(tx, id)?)));
     match deleted {
         Ok(Ok(())) => Resp::redirect("/maintenance?ok=deleted"),
         Ok(Err(_)) => cx.not_found(),
@@ -518,7 +512,7 @@ fn save_intervention(cx: &mut Ctx, old: Option<i64>) -> Resp {
             return Ok(Err(tr(lang, "Choose a member.").into()));
         }
         match old {
-            Some(id) if !store::update_intervention(tx, id, &e)? => Ok(Err(String::new())),
+            Some(id) if !store::update_intervention(tx, id, &e)? => Ok(Err(Refused::Missing)),
             Some(_) => Ok(Ok(())),
             None => store::insert_intervention_at(tx, &e).map(|_| Ok(())),
         }
@@ -528,8 +522,8 @@ fn save_intervention(cx: &mut Ctx, old: Option<i64>) -> Resp {
             let ok = if old.is_some() { "saved" } else { "added" };
             Resp::redirect(&format!("/maintenance?ok={ok}"))
         }
-        Ok(Err(msg)) if msg.is_empty() => cx.not_found(),
-        Ok(Err(msg)) => intervention_page(cx, &f, old, Some(msg)),
+        Ok(Err(Refused::Missing)) => cx.not_found(),
+        Ok(Err(Refused::Invalid(msg))) => intervention_page(cx, &f, old, Some(msg)),
         Err(e) => cx.failure(&e),
     }
 }
@@ -559,13 +553,7 @@ pub fn confirm_delete_intervention(cx: &mut Ctx, id: i64) -> Resp {
 }
 
 pub fn delete_intervention(cx: &mut Ctx, id: i64) -> Resp {
-    let deleted = write(cx.db, |tx| {
-        Ok(if store::delete_intervention(tx, id)? {
-            Ok(())
-        } else {
-            Err(String::new())
-        })
-    });
+    let deleted = write(cx.db, |tx| Ok(found(store::delete_intervention(tx, id)?)));
     match deleted {
         Ok(Ok(())) => Resp::redirect("/maintenance?ok=deleted"),
         Ok(Err(_)) => cx.not_found(),

@@ -96,15 +96,47 @@ fn num(s: &str) -> Option<i64> {
     s.trim().parse().ok().filter(|&n| n > 0)
 }
 
-/// What a form handler ends with: the saved thing, or a message for the person.
+/// A checked form, or a message for the person.
 type Checked<T> = Result<T, String>;
+
+/// Why a change was not made.
+enum Refused {
+    /// The thing to change does not exist (404).
+    Missing,
+    /// A message for the person, shown with the form (400).
+    Invalid(String),
+}
+
+impl From<String> for Refused {
+    fn from(s: String) -> Refused {
+        Refused::Invalid(s)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(s: &str) -> Refused {
+        Refused::Invalid(s.to_string())
+    }
+}
+
+/// What a write ends with.
+type Outcome<T> = Result<T, Refused>;
+
+/// `Ok` when the row to change was there.
+fn found(changed: bool) -> Outcome<()> {
+    if changed {
+        Ok(())
+    } else {
+        Err(Refused::Missing)
+    }
+}
 
 /// Runs `f` in one `BEGIN IMMEDIATE` transaction (the daemon writes the same file, and a
 /// deferred one could fail to upgrade its read lock), committing only when `f` accepted.
 fn write<T>(
     db: &mut Connection,
-    f: impl FnOnce(&Transaction) -> store::Result<Checked<T>>,
-) -> store::Result<Checked<T>> {
+    f: impl FnOnce(&Transaction) -> store::Result<Outcome<T>>,
+) -> store::Result<Outcome<T>> {
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let out = f(&tx)?;
     if out.is_ok() {
@@ -133,8 +165,14 @@ fn flash(cx: &Ctx) -> Markup {
             "Machine blocked: only roles allowed on every machine may use it.",
         ),
         "unblocked" => tr(lang, "Machine unblocked."),
-        "start" => tr(lang, "Remote start sent to the board."),
-        "stop" => tr(lang, "Remote stop sent to the board."),
+        "start" => tr(
+            lang,
+            "Remote start requested: the daemon sends it to the board within a second.",
+        ),
+        "stop" => tr(
+            lang,
+            "Remote stop requested: the daemon sends it to the board within a second.",
+        ),
         _ => return html! {},
     };
     notice("ok", text)

@@ -2,7 +2,7 @@
 //! type need an authorization (protocol.md §6.4). A type still used by machines cannot
 //! be deleted.
 
-use super::{confirm_page, flash, write, Checked, Ctx};
+use super::{confirm_page, flash, found, write, Checked, Ctx, Refused};
 use crate::store::{self, MachineTypeRow, NewMachineType};
 use crate::validate;
 use crate::web::http::Resp;
@@ -184,7 +184,7 @@ fn save(cx: &mut Ctx, old: Option<i64>) -> Resp {
             ));
         }
         match old {
-            Some(id) if !store::update_machine_type(tx, id, &t)? => Ok(Err(String::new())),
+            Some(id) if !store::update_machine_type(tx, id, &t)? => Ok(Err(Refused::Missing)),
             Some(_) => Ok(Ok(())),
             None => store::insert_machine_type(tx, &t).map(|_| Ok(())),
         }
@@ -194,8 +194,8 @@ fn save(cx: &mut Ctx, old: Option<i64>) -> Resp {
             let ok = if old.is_some() { "saved" } else { "added" };
             Resp::redirect(&format!("/machine-types?ok={ok}"))
         }
-        Ok(Err(e)) if e.is_empty() => cx.not_found(),
-        Ok(Err(e)) => form_page(cx, &f, old, Some(e)),
+        Ok(Err(Refused::Missing)) => cx.not_found(),
+        Ok(Err(Refused::Invalid(e))) => form_page(cx, &f, old, Some(e)),
         Err(e) => cx.failure(&e),
     }
 }
@@ -239,13 +239,7 @@ fn in_use(cx: &Ctx, t: &MachineTypeRow) -> Resp {
 }
 
 pub fn delete(cx: &mut Ctx, id: i64) -> Resp {
-    let deleted = write(cx.db, |tx| {
-        Ok(if store::delete_machine_type(tx, id)? {
-            Ok(())
-        } else {
-            Err(String::new())
-        })
-    });
+    let deleted = write(cx.db, |tx| Ok(found(store::delete_machine_type(tx, id)?)));
     match deleted {
         Ok(Ok(())) => Resp::redirect("/machine-types?ok=deleted"),
         // Gone, or machines still use it.
