@@ -11,6 +11,7 @@
 mod exports;
 mod history;
 mod it;
+mod machine_page;
 mod machines;
 mod maintenance;
 mod sheet;
@@ -35,7 +36,7 @@ pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
         (Get, ["machines"]) => machines::list(cx),
         (Get, ["machines", "new"]) => machines::new_form(cx),
         (Post, ["machines"]) => machines::create(cx),
-        (Get, ["machines", id]) => machines::show(cx, num(id)?),
+        (Get, ["machines", id]) => machine_page::show(cx, num(id)?),
         (Get, ["machines", id, "edit"]) => machines::edit_form(cx, num(id)?),
         (Post, ["machines", id, "edit"]) => machines::update(cx, num(id)?),
         (Get, ["machines", id, "delete"]) => machines::confirm_delete(cx, num(id)?),
