@@ -168,3 +168,72 @@ pub fn machine_id(id: i64) -> Result<i64, String> {
         ))
     }
 }
+
+/// Auto-logoff can be off (0) or up to ~69 days; more is surely a typo.
+pub const TIMEOUT_MAX_MIN: i64 = 100_000;
+/// A machine kept powered for more than a day after logoff is surely a typo.
+pub const GRACE_MAX_MIN: i64 = 1440;
+/// Highest hours counter accepted for a machine (114 years of continuous use).
+const HOURS_COUNTER_MAX: f64 = 1_000_000.0;
+
+/// Auto-logoff minutes of a machine type: 0 (never) to `TIMEOUT_MAX_MIN`.
+pub fn timeout_min(m: i64) -> Result<i64, String> {
+    if (0..=TIMEOUT_MAX_MIN).contains(&m) {
+        Ok(m)
+    } else {
+        Err(format!(
+            "auto-logoff must be 0 (never) to {TIMEOUT_MAX_MIN} minutes (got {m})"
+        ))
+    }
+}
+
+/// Power-off grace minutes of a machine type: 0 (at once) to `GRACE_MAX_MIN`.
+pub fn grace_min(m: i64) -> Result<i64, String> {
+    if (0..=GRACE_MAX_MIN).contains(&m) {
+        Ok(m)
+    } else {
+        Err(format!(
+            "grace period must be 0 to {GRACE_MAX_MIN} minutes (got {m})"
+        ))
+    }
+}
+
+/// A machine's hours counter as staff correct it: 0 or more.
+pub fn hours_counter(h: f64) -> Result<f64, String> {
+    if h.is_finite() && (0.0..=HOURS_COUNTER_MAX).contains(&h) {
+        Ok(h)
+    } else {
+        Err(format!(
+            "the hours counter must be a number from 0 to {HOURS_COUNTER_MAX} (got {h})"
+        ))
+    }
+}
+
+/// An instructions link: `http://` or `https://` with a host, no spaces. Other schemes
+/// (`javascript:`, `data:`, `file:`) are refused: the panel renders the link.
+pub fn url(s: &str) -> Result<String, String> {
+    let t = text("link", s, 1, URL_MAX)?;
+    if !is_web_link(&t) || t.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "link {} must start with http:// or https:// and contain no spaces",
+            shown(&t)
+        ));
+    }
+    Ok(t)
+}
+
+/// Does this stored text look like a web link (http or https with a host)? Values
+/// imported from elsewhere are shown as plain text unless it does.
+pub fn is_web_link(s: &str) -> bool {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &s[8..]
+    } else if lower.starts_with("http://") {
+        &s[7..]
+    } else {
+        return false;
+    };
+    rest.chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '[')
+}

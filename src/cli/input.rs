@@ -193,6 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn links_minutes_and_counters() {
+        for good in ["https://wiki.example.org/laser", "HTTP://10.0.0.1/a?b=c"] {
+            assert_eq!(url(good).unwrap(), good);
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "//evil.example",
+            "https://",
+            "http:// spaced.example",
+            "ftp://x.org",
+            "wiki.example.org",
+        ] {
+            assert!(url(bad).is_err(), "{bad:?}");
+            assert!(!is_web_link(bad) || bad.contains(' '), "{bad:?}");
+        }
+        assert!(timeout_min(0).is_ok() && timeout_min(TIMEOUT_MAX_MIN + 1).is_err());
+        assert!(grace_min(-1).is_err() && grace_min(GRACE_MAX_MIN).is_ok());
+        assert!(hours_counter(0.0).is_ok() && hours_counter(-0.5).is_err());
+        assert!(hours_counter(f64::INFINITY).is_err());
+    }
+
+    #[test]
     fn shown_escapes_and_cuts() {
         assert_eq!(shown("LASR"), "'LASR'");
         assert_eq!(shown("a\nb"), "'a\\nb'");

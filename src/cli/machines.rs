@@ -7,14 +7,10 @@ use super::table::{self, Table};
 use super::{ListOpts, MachineCmd, MachineTypeCmd};
 use crate::lab;
 use crate::store;
+use crate::validate::{GRACE_MAX_MIN, TIMEOUT_MAX_MIN};
 
 // ---------------------------------------------------------------------------------------
 // Machine types
-
-/// Auto-logoff can be off (0) or up to ~69 days; more is surely a typo.
-const TIMEOUT_MAX_MIN: i64 = 100_000;
-/// A machine kept powered for more than a day after logoff is surely a typo.
-const GRACE_MAX_MIN: i64 = 1440;
 
 pub fn machine_type(ctx: &mut Ctx, cmd: MachineTypeCmd) -> Outcome {
     match cmd {

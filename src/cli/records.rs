@@ -2,7 +2,7 @@
 //! history, the whole-lab export, and the configuration checks.
 
 use super::admin::{emit, warn, Ctx, Outcome};
-use super::input::{self, plain, shown, NAME_MAX, TEXT_MAX, URL_MAX};
+use super::input::{self, plain, shown, NAME_MAX, TEXT_MAX};
 use super::table::{self, Table};
 use super::{BoardCmd, ConfigCmd, ListOpts, MaintenanceCmd, UsesCmd};
 use crate::broker::{hash_password, random_bytes, random_hex};
@@ -37,9 +37,7 @@ pub fn maintenance(ctx: &mut Ctx, cmd: MaintenanceCmd) -> Outcome {
             let hours = input::hours(hours)?;
             let description = input::text("description", &description, 1, TEXT_MAX)?;
             let lcd = lcd.map(|l| input::lcd(&l)).transpose()?;
-            let url = url
-                .map(|u| input::text("url", &u, 1, URL_MAX))
-                .transpose()?;
+            let url = url.map(|u| input::url(&u)).transpose()?;
             let (id, m) = ctx.write(|db| {
                 let m = input::machine(db, &machine)?;
                 let new = store::NewPlan {

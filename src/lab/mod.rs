@@ -8,11 +8,16 @@
 //! where they apply.
 
 mod actions;
+mod history;
 pub mod presence;
 #[cfg(test)]
 mod tests;
 
 pub use actions::*;
+pub use history::{
+    add_use, check_entry, correct_use, counted_seconds, delete_use, plan_usage, EntryProblem,
+    PlanUsage, UseEntry,
+};
 
 use crate::store::{Machine, Member};
 

@@ -12,12 +12,14 @@ mod people;
 mod presence;
 mod queries;
 mod schema;
+mod workshop;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
 pub use people::*;
 pub use presence::*;
 pub use queries::*;
+pub use workshop::*;
 
 use crate::config::Synchronous;
 use rusqlite::Connection;

@@ -158,4 +158,8 @@ CREATE TABLE presence_links (
 CREATE INDEX presence_links_member ON presence_links(member_id);
 ALTER TABLE machine_types ADD COLUMN needs_second_person INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 4: the interventions log pages by time (uses by start time: `uses_start`, in 2).
+    r#"
+CREATE INDEX interventions_time ON interventions(timestamp);
+"#,
 ];

@@ -11,5 +11,6 @@ mod import;
 mod panel;
 mod panel_people;
 mod panel_presence;
+mod panel_workshop;
 mod readers;
 mod startup;

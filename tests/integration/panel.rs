@@ -6,8 +6,9 @@ use crate::common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-/// A started lab with fixture F and a logged-in administrator (password changed).
-fn logged_in() -> (Lab, TestDaemon, Browser) {
+/// A started lab with fixture F and a logged-in administrator (password changed); the
+/// other panel test modules start from it too.
+pub fn logged_in() -> (Lab, TestDaemon, Browser) {
     let (lab, d) = start_f();
     let mut b = Browser::new(d.panel);
     let first = d
