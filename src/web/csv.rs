@@ -9,7 +9,7 @@ pub fn field(value: &str) -> String {
     } else {
         value.to_string()
     };
-    if v.contains([',', '"', '\n', '\r']) {
+    if v.contains([',', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v

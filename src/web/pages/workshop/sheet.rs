@@ -91,17 +91,7 @@ fn csv_cell(c: &Cell, tz: &TimeZone) -> String {
 
 /// A text field: a formula-looking start gets `'`, then RFC 4180 quoting.
 pub fn csv_text(s: &str) -> String {
-    let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let s = if risky {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\r', '\n']) || s.starts_with(' ') || s.ends_with(' ') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
+    crate::web::csv::field(s)
 }
 
 // ---------------------------------------------------------------------------------------
