@@ -62,6 +62,12 @@ fn panel_in_a_real_browser() {
         ("/unknown-cards", "unknown-cards"),
         ("/authorizations?machine=1", "authorizations"),
         ("/presence", "presence"),
+        ("/machines", "machines"),
+        ("/machines/4", "machine"),
+        ("/machine-types", "machine-types"),
+        ("/maintenance", "maintenance"),
+        ("/uses", "history"),
+        ("/exports", "exports"),
         ("/system", "system"),
         ("/settings", "settings"),
     ] {
@@ -71,6 +77,17 @@ fn panel_in_a_real_browser() {
         c.viewport(PHONE.0, PHONE.1, true);
         c.goto(&format!("{base}{path}"));
         c.screenshot(&format!("{name}-phone"));
+        // Inline style attributes would be blocked by the CSP: the stylesheet does it all.
+        assert_eq!(
+            c.eval("document.querySelectorAll('[style]').length"),
+            Value::from(0),
+            "{path} has inline styles"
+        );
+        assert_eq!(
+            c.eval("document.title.startsWith('404')"),
+            Value::Bool(false),
+            "{path} is missing"
+        );
         // Nothing wider than the phone's screen: no horizontal scrolling of the page.
         let wide = c.eval("document.documentElement.scrollWidth <= window.innerWidth + 1");
         assert_eq!(

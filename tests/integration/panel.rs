@@ -515,3 +515,79 @@ fn https_request(addr: std::net::SocketAddr, cert: &std::path::Path, request: &s
     let _ = tls.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[test]
+fn email_settings_never_show_the_stored_password() {
+    let (lab, _d, mut b) = logged_in();
+    b.get("/settings");
+    let p = b.post(
+        "/settings/email",
+        &[
+            ("smtp_host", "smtp.example.org"),
+            ("smtp_port", "587"),
+            ("smtp_tls", "starttls"),
+            ("smtp_user", "lab"),
+            ("smtp_password", "pa55-s3cret"),
+            ("smtp_from", "lab@example.org"),
+        ],
+    );
+    assert_eq!(p.status, 303);
+    let page = b.get("/settings");
+    assert!(
+        page.body.contains("smtp.example.org")
+            && page.body.contains("stored; leave empty to keep it")
+    );
+    assert!(
+        !page.body.contains("pa55-s3cret"),
+        "the stored password is shown"
+    );
+    // Saving again without a password keeps it; "forget" removes it.
+    b.post(
+        "/settings/email",
+        &[
+            ("smtp_host", "smtp.example.org"),
+            ("smtp_port", "587"),
+            ("smtp_tls", "tls"),
+            ("smtp_user", "lab"),
+            ("smtp_password", ""),
+            ("smtp_from", "lab@example.org"),
+        ],
+    );
+    let stored = |lab: &Lab| -> String {
+        lab.db()
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'smtp_password'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(stored(&lab), "pa55-s3cret");
+    b.get("/settings");
+    let bad = b.post(
+        "/settings/email",
+        &[
+            ("smtp_host", "smtp example"),
+            ("smtp_port", "99999"),
+            ("smtp_tls", "x"),
+            ("smtp_user", ""),
+            ("smtp_password", ""),
+            ("smtp_from", "nope"),
+        ],
+    );
+    assert_eq!(bad.status, 400);
+    b.get("/settings");
+    b.post(
+        "/settings/email",
+        &[
+            ("smtp_host", ""),
+            ("smtp_port", ""),
+            ("smtp_tls", "none"),
+            ("smtp_user", ""),
+            ("smtp_password", ""),
+            ("smtp_from", ""),
+            ("smtp_forget", "1"),
+        ],
+    );
+    assert_eq!(stored(&lab), "");
+}

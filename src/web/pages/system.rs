@@ -55,6 +55,16 @@ pub const IT: &[(&str, &str)] = &[
         "Il nome del laboratorio deve avere da 1 a 100 caratteri di testo semplice.",
     ),
     ("Lab", "Laboratorio"),
+    ("How the lab sends mail (password resets, summaries, alerts). Stored passwords are never shown.", "Come il laboratorio invia la posta (reimpostazione password, riepiloghi, avvisi). Le password salvate non vengono mai mostrate."),
+    ("SMTP server", "Server SMTP"),
+    ("Port", "Porta"),
+    ("Security", "Sicurezza"),
+    ("none (local relay only)", "nessuna (solo relay locale)"),
+    ("Username", "Nome utente"),
+    ("stored; leave empty to keep it", "salvata; lascia vuoto per mantenerla"),
+    ("Forget the stored password", "Dimentica la password salvata"),
+    ("Sender address", "Indirizzo del mittente"),
+    ("Check the email settings: server name, port 1-65535, sender address.", "Controlla le impostazioni email: nome del server, porta 1-65535, indirizzo del mittente."),
 ];
 
 /// The URLs of this area; `None` when the path is not one of them.
@@ -65,6 +75,7 @@ pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
         (Method::Get, ["settings"]) => settings(cx, None, None),
         (Method::Post, ["settings"]) => save_settings(cx),
         (Method::Post, ["settings", "language"]) => save_language(cx),
+        (Method::Post, ["settings", "email"]) => save_email(cx),
         _ => return None,
     })
 }
@@ -230,6 +241,7 @@ fn settings(
             get("language"),
         ),
     };
+    let email = EmailSettings::load(cx.db);
     let system_zone = jiff::tz::TimeZone::system()
         .iana_name()
         .unwrap_or("UTC")
@@ -263,7 +275,30 @@ fn settings(
                 button type="submit" { (tr(lang, "Save")) }
             }
         }
-        div.panel style="margin-top:1rem" {
+        div.panel.spaced {
+            h2 { (tr(lang, "Email")) }
+            p.muted { (tr(lang, "How the lab sends mail (password resets, summaries, alerts). Stored passwords are never shown.")) }
+            form.stack method="post" action="/settings/email" {
+                (csrf_field(cx.csrf()))
+                label { (tr(lang, "SMTP server")) input name="smtp_host" value=(email.host) placeholder="smtp.example.org" maxlength="253"; }
+                label { (tr(lang, "Port")) input type="number" name="smtp_port" value=(email.port) min="1" max="65535"; }
+                label { (tr(lang, "Security"))
+                    select name="smtp_tls" {
+                        @for (code, label) in [("starttls", "STARTTLS"), ("tls", "TLS"), ("none", tr(lang, "none (local relay only)"))] {
+                            option value=(code) selected[email.tls == code] { (label) }
+                        }
+                    }
+                }
+                label { (tr(lang, "Username")) input name="smtp_user" value=(email.user) autocomplete="off" maxlength="254"; }
+                label { (tr(lang, "Password"))
+                    input type="password" name="smtp_password" value="" autocomplete="new-password"
+                        placeholder=(if email.has_password { tr(lang, "stored; leave empty to keep it") } else { "" }); }
+                label.check { input type="checkbox" name="smtp_forget" value="1"; (tr(lang, "Forget the stored password")) }
+                label { (tr(lang, "Sender address")) input type="email" name="smtp_from" value=(email.from) placeholder="fablab@example.org" maxlength="254"; }
+                button type="submit" { (tr(lang, "Save")) }
+            }
+        }
+        div.panel.spaced {
             h2 { (tr(lang, "My language")) }
             form.stack method="post" action="/settings/language" {
                 (csrf_field(cx.csrf()))
@@ -317,6 +352,96 @@ fn save_settings(cx: &mut Ctx) -> Resp {
         store::set_setting(&tx, "lab_name", &name)?;
         store::set_setting(&tx, "timezone", &zone)?;
         store::set_setting(&tx, "language", language)?;
+        tx.commit()?;
+        Ok::<_, store::Error>(())
+    })();
+    match result {
+        Ok(()) => Resp::redirect("/settings?ok=saved"),
+        Err(e) => cx.failure(&e),
+    }
+}
+
+/// Outgoing mail settings as the panel shows them: the password only as "stored or not".
+struct EmailSettings {
+    host: String,
+    port: String,
+    tls: String,
+    user: String,
+    from: String,
+    has_password: bool,
+}
+
+impl EmailSettings {
+    fn load(db: &rusqlite::Connection) -> EmailSettings {
+        let get = |k: &str| store::setting(db, k).ok().flatten().unwrap_or_default();
+        EmailSettings {
+            host: get("smtp_host"),
+            port: get("smtp_port"),
+            tls: get("smtp_tls"),
+            user: get("smtp_user"),
+            from: get("smtp_from"),
+            has_password: !get("smtp_password").is_empty(),
+        }
+    }
+}
+
+fn save_email(cx: &mut Ctx) -> Resp {
+    let lang = cx.lang;
+    let f = |k: &str| cx.req.field(k).to_string();
+    let (host, port, tls, user, password, from) = (
+        f("smtp_host"),
+        f("smtp_port"),
+        f("smtp_tls"),
+        f("smtp_user"),
+        cx.req
+            .form
+            .iter()
+            .find(|(k, _)| k == "smtp_password")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        f("smtp_from"),
+    );
+    let bad_host = !host.is_empty()
+        && (host.len() > 253
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+    let bad_port = !port.is_empty() && port.parse::<u16>().map_or(true, |p| p == 0);
+    let bad_tls = !["starttls", "tls", "none", ""].contains(&tls.as_str());
+    let bad_from = !from.is_empty() && crate::validate::email(&from).is_err();
+    let bad_user = crate::validate::text("username", &user, 0, 254).is_err();
+    let bad_password = password.len() > 512 || password.chars().any(char::is_control);
+    if bad_host || bad_port || bad_tls || bad_from || bad_user || bad_password {
+        return settings(
+            cx,
+            Some((
+                "error",
+                tr(
+                    lang,
+                    "Check the email settings: server name, port 1-65535, sender address.",
+                ),
+            )),
+            None,
+        )
+        .status(400);
+    }
+    let forget = cx.req.field("smtp_forget") == "1";
+    let result = (|| {
+        let tx = cx.db.transaction()?;
+        for (k, v) in [
+            ("smtp_host", &host),
+            ("smtp_port", &port),
+            ("smtp_tls", &tls),
+            ("smtp_user", &user),
+            ("smtp_from", &from),
+        ] {
+            store::set_setting(&tx, k, v)?;
+        }
+        if forget {
+            store::set_setting(&tx, "smtp_password", "")?;
+        } else if !password.is_empty() {
+            store::set_setting(&tx, "smtp_password", &password)?;
+        }
         tx.commit()?;
         Ok::<_, store::Error>(())
     })();
