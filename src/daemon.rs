@@ -100,6 +100,7 @@ impl Daemon {
                 stats.clone(),
                 Rules::from_config(&config.protocol),
                 config.web.clone(),
+                broker.addr().port(),
             ),
             &config.store.data_dir,
         )?;

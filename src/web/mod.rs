@@ -40,6 +40,8 @@ pub struct App {
     pub stats: Arc<Stats>,
     pub rules: Rules,
     pub cfg: WebConfig,
+    /// The MQTT port, to count connected clients on the system page.
+    pub mqtt_port: u16,
     pub started: Instant,
     throttle: Mutex<session::Throttle>,
     /// argon2 needs 19 MiB per hash: one at a time on a 512 MB Pi.
@@ -58,8 +60,10 @@ impl App {
         stats: Arc<Stats>,
         rules: Rules,
         cfg: WebConfig,
+        mqtt_port: u16,
     ) -> App {
         App {
+            mqtt_port,
             store,
             hot,
             stats,

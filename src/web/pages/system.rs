@@ -55,6 +55,7 @@ pub const IT: &[(&str, &str)] = &[
         "Il nome del laboratorio deve avere da 1 a 100 caratteri di testo semplice.",
     ),
     ("Lab", "Laboratorio"),
+    ("MQTT clients connected", "Client MQTT connessi"),
     ("How the lab sends mail (password resets, summaries, alerts). Stored passwords are never shown.", "Come il laboratorio invia la posta (reimpostazione password, riepiloghi, avvisi). Le password salvate non vengono mai mostrate."),
     ("SMTP server", "Server SMTP"),
     ("Port", "Porta"),
@@ -86,6 +87,33 @@ fn rss_kib() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// MQTT clients connected now: established TCP connections to the broker's port, read
+/// from the kernel (rumqttd does not expose its connection count).
+fn mqtt_clients(port: u16) -> Option<usize> {
+    let mut n = 0;
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        for line in text.lines().skip(1) {
+            let mut cols = line.split_whitespace();
+            let local = cols.nth(1).unwrap_or("");
+            let state = cols.nth(1).unwrap_or("");
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // 01 = ESTABLISHED; our own loopback probes are not clients.
+            if state == "01" && local_port == Some(port) {
+                n += 1;
+            }
+        }
+    }
+    readable.then_some(n)
 }
 
 fn file_size(path: &std::path::Path) -> u64 {
@@ -177,6 +205,7 @@ fn system(cx: &mut Ctx) -> Resp {
         div.scroll { table { tbody {
             tr { th { (tr(lang, "Version")) } td { "fabgate " (env!("CARGO_PKG_VERSION")) } }
             tr { th { (tr(lang, "Uptime")) } td { (time::duration(uptime)) } }
+            tr { th { (tr(lang, "MQTT clients connected")) } td { (mqtt_clients(cx.app.mqtt_port).map_or("?".into(), |n| n.to_string())) } }
             tr { th { (tr(lang, "Board messages")) } td {
                 (stats.received.load(Ordering::Relaxed)) " " (tr(lang, "received")) " · "
                 (stats.sent.load(Ordering::Relaxed)) " " (tr(lang, "answered")) " · "
