@@ -7,6 +7,7 @@ use crate::jobs::{self, Jobs};
 use crate::lab::Rules;
 use crate::store::{self, Hot, Store};
 use crate::terminals::{BoardLink, Protocol, Stats};
+use crate::watchdog;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,10 +28,16 @@ pub struct Daemon {
     pub store: Store,
     pub hot: Arc<Mutex<Hot>>,
     pub stats: Arc<Stats>,
+    /// Held while the daemon runs: `fabgate restore` and a second daemon refuse.
+    _lock: store::DataLock,
 }
+
+/// How long the board link and jobs threads get to come up before the start fails.
+const THREADS_START: Duration = Duration::from_secs(10);
 
 impl Daemon {
     pub fn start(config: &Config) -> Result<Daemon, StartError> {
+        let lock = store::DataLock::acquire(&config.store.data_dir)?;
         let store = Store::open(&config.database_path(), config.store.synchronous)?;
         let auth = if config.broker.allow_anonymous {
             log::warn!("broker.allow_anonymous is on: any client may connect without credentials");
@@ -73,22 +80,31 @@ impl Daemon {
             stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
         }
         .spawn()?;
-        log::info!(
+        if !watchdog::wait_started(&stats, THREADS_START) {
+            return Err(StartError::Thread(std::io::Error::other(
+                "the board link or jobs thread did not start",
+            )));
+        }
+        let status = format!(
             "fabgate {} ready: MQTT on {}, database {}",
             env!("CARGO_PKG_VERSION"),
             broker.addr(),
             store.path().display()
         );
+        log::info!("{status}");
+        watchdog::ready(&status, &stats);
         Ok(Daemon {
             mqtt_addr: broker.addr(),
             store,
             hot,
             stats,
+            _lock: lock,
         })
     }
 
     /// Writes in-memory state before the process exits.
     pub fn shutdown(&self) {
+        watchdog::stopping();
         match self.store.connect() {
             Ok(mut conn) => match jobs::flush(&mut conn, &self.hot) {
                 Ok(()) => log::info!("state flushed; bye"),

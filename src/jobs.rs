@@ -39,6 +39,7 @@ impl Jobs {
 
     fn run(self) {
         let mut conn = loop {
+            crate::watchdog::beat(&self.stats.jobs_alive_at);
             match self.store.connect() {
                 Ok(c) => break c,
                 Err(e) => log::error!("jobs: {e}"),
@@ -52,6 +53,7 @@ impl Jobs {
         let host = host_name();
         let ip = host_ip(&host, self.broker.addr());
         loop {
+            crate::watchdog::beat(&self.stats.jobs_alive_at);
             std::thread::sleep(self.tick);
             if let Err(e) = self.remote_requests(&mut conn, &mut out) {
                 log::error!("remote requests: {e}");

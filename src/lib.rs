@@ -13,3 +13,4 @@ pub mod lab;
 pub mod logging;
 pub mod store;
 pub mod terminals;
+pub mod watchdog;

@@ -8,11 +8,13 @@
 mod admin;
 mod hot;
 pub mod import_fabomatic;
+mod lock;
 mod queries;
 mod schema;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
+pub use lock::{is_locked, DataLock, LOCK_FILE};
 pub use queries::*;
 
 use crate::config::Synchronous;
@@ -46,6 +48,8 @@ pub enum Error {
         version: usize,
         source: rusqlite::Error,
     },
+    #[error("another fabgate daemon is running on this data directory (it holds {path})\nhint: `systemctl status fabgate`; stop it first")]
+    Locked { path: PathBuf },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("{0}")]

@@ -22,8 +22,11 @@ pub struct Stats {
     /// Replies published ("Sent").
     pub sent: AtomicU64,
     pub dropped: AtomicU64,
-    /// Heartbeat of the link loop (Unix seconds), for the watchdog.
+    /// Heartbeats of the board link loop and of the jobs loop (`watchdog::beat`,
+    /// monotonic milliseconds; 0 = not started yet): the watchdog pings systemd only
+    /// while both are fresh.
     pub alive_at: AtomicU64,
+    pub jobs_alive_at: AtomicU64,
     /// How many times the board link was (re)built, and its current client id.
     pub links_built: AtomicU64,
     pub link_id: Mutex<String>,
@@ -73,9 +76,7 @@ impl BoardLink {
         let mut limiter = LogLimiter::default();
         let mut batch = Vec::with_capacity(64);
         loop {
-            self.stats
-                .alive_at
-                .store(store::now() as u64, Ordering::Relaxed);
+            crate::watchdog::beat(&self.stats.alive_at);
             batch.clear();
             match rx.recv_deadline(Instant::now() + Duration::from_secs(5)) {
                 Ok(Some(n)) => batch.push(n),

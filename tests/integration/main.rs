@@ -2,6 +2,7 @@
 //! daemon binary on free ports with its own SQLite file and talks to it as boards do,
 //! or runs the real CLI against the same kind of lab.
 
+mod appliance;
 mod cli;
 mod common;
 mod conformance;
