@@ -78,6 +78,7 @@ impl Daemon {
             flush_every: Duration::from_secs(config.store.flush_interval_s),
             stats_every: (p.stats_interval_s > 0).then(|| Duration::from_secs(p.stats_interval_s)),
             stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
+            daily: jobs::Daily::from_config(config),
         }
         .spawn()?;
         if !watchdog::wait_started(&stats, THREADS_START) {

@@ -1,6 +1,10 @@
 //! Periodic work on one thread: remote start/stop requests queued by other processes,
-//! orphan uses, flushing heartbeat state, the stats topic. Nothing here is on a board's
-//! request path.
+//! orphan uses, flushing heartbeat state, the stats topic, and once a day the backup and
+//! the retention purge (`daily`). Nothing here is on a board's request path.
+
+mod daily;
+
+pub use daily::{backup_due, Daily};
 
 use crate::broker::Broker;
 use crate::lab::{self, Ctx, Rules};
@@ -25,6 +29,7 @@ pub struct Jobs {
     pub flush_every: Duration,
     pub stats_every: Option<Duration>,
     pub stats_topic: String,
+    pub daily: Daily,
 }
 
 /// How often orphan uses are looked for; the rule itself works in hours.
@@ -37,7 +42,7 @@ impl Jobs {
             .spawn(move || self.run())
     }
 
-    fn run(self) {
+    fn run(mut self) {
         let mut conn = loop {
             crate::watchdog::beat(&self.stats.jobs_alive_at);
             match self.store.connect() {
@@ -65,6 +70,7 @@ impl Jobs {
                     log::error!("closing orphan uses: {e}");
                 }
             }
+            self.daily.run(&mut conn);
             if last_flush.elapsed() >= self.flush_every {
                 last_flush = Instant::now();
                 if let Err(e) = flush(&mut conn, &self.hot) {

@@ -131,6 +131,9 @@ pub fn run(command: Command, config: &Config) -> super::anyhow_lite::Result {
         Command::ImportFabomatic { path, replace } => {
             return import_fabomatic(config, &path, replace)
         }
+        Command::Backup { path } => return super::data::backup(config, &path),
+        Command::Restore { path } => return super::data::restore(config, &path),
+        Command::Doctor => return super::doctor::run(config),
         _ => Ctx::open(config).map_err(|f| f.0)?,
     };
     dispatch(&mut ctx, command).map_err(|f| f.0)?;
@@ -174,9 +177,14 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Outcome {
         Command::Board(cmd) => records::board(ctx, cmd),
         Command::Uses(cmd) => records::uses(ctx, cmd),
         Command::Export { json } => records::export(ctx, json),
-        Command::Config(_) | Command::Run | Command::ImportFabomatic { .. } => {
-            Err("not an administration command".into())
-        }
+        Command::Purge => super::data::purge(ctx),
+        Command::Member(cmd) => super::data::member(ctx, cmd),
+        Command::Config(_)
+        | Command::Run
+        | Command::ImportFabomatic { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. }
+        | Command::Doctor => Err("not an administration command".into()),
     }
 }
 

@@ -3,6 +3,8 @@
 //! and the daemon reads it on every board message, so changes apply at once.
 
 mod admin;
+mod data;
+mod doctor;
 mod input;
 mod machines;
 mod members;
@@ -79,6 +81,42 @@ pub enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Write a checked copy of the database (safe while the daemon runs).
+    Backup {
+        /// Destination file (replaced if it exists).
+        path: PathBuf,
+    },
+    /// Replace the database with a backup. The daemon must be stopped; the current
+    /// database is kept as fabgate.db.before-restore-<time>.
+    Restore {
+        /// A backup made by `fabgate backup` or the daily backups.
+        path: PathBuf,
+    },
+    /// Apply the retention rules now (the daemon does it daily): anonymise old uses and
+    /// interventions, delete old unknown cards.
+    Purge,
+    /// One member's personal data (GDPR access and erasure).
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Check that this machine can run the lab and say what to fix.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCmd {
+    /// Print everything held about a member as JSON (without the password hash).
+    Export {
+        /// Member: id, card UID or email.
+        member: String,
+    },
+    /// Erase a member: name, card, email and password removed, history kept anonymously.
+    Erase {
+        /// Member: id, card UID or email.
+        member: String,
+        /// Confirm: an erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

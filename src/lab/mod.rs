@@ -8,6 +8,7 @@
 //! where they apply.
 
 mod actions;
+pub mod retention;
 #[cfg(test)]
 mod tests;
 

@@ -6,16 +6,19 @@
 //! CLI (another process) can share one file. Writers use `BEGIN IMMEDIATE` transactions.
 
 mod admin;
+pub mod backup;
 mod hot;
 pub mod import_fabomatic;
 mod lock;
 mod queries;
+mod retention;
 mod schema;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
 pub use lock::{is_locked, DataLock, LOCK_FILE};
 pub use queries::*;
+pub use retention::*;
 
 use crate::config::Synchronous;
 use rusqlite::Connection;

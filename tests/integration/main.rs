@@ -6,6 +6,7 @@ mod appliance;
 mod cli;
 mod common;
 mod conformance;
+mod data;
 mod faults;
 mod import;
 mod startup;
