@@ -18,6 +18,8 @@ pub enum StartError {
     Store(#[from] store::Error),
     #[error("{0}")]
     Broker(#[from] crate::broker::Error),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::Error),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
 }
@@ -81,6 +83,17 @@ impl Daemon {
             daily: jobs::Daily::from_config(config),
         }
         .spawn()?;
+        if let Some(addr) = config.metrics_addr() {
+            let source = crate::metrics::Source {
+                stats: stats.clone(),
+                hot: hot.clone(),
+                database: store.path().to_owned(),
+                data_dir: config.store.data_dir.clone(),
+                online_window_s: config.protocol.online_window_s,
+            };
+            let bound = crate::metrics::serve(addr, source)?;
+            log::info!("metrics on http://{bound}/metrics");
+        }
         if !watchdog::wait_started(&stats, THREADS_START) {
             return Err(StartError::Thread(std::io::Error::other(
                 "the board link or jobs thread did not start",

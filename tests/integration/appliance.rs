@@ -140,3 +140,139 @@ fn a_second_daemon_on_the_same_data_refuses_to_start() {
         "{err}"
     );
 }
+
+/// A plain HTTP/1.1 GET; returns (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format() {
+    let mut lab = Lab::new();
+    fixture_f(&lab);
+    lab.extra_config = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
+    let d = lab.start();
+    let addr = {
+        assert!(d.wait_log("metrics on http://"));
+        let log = d.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .unwrap();
+        line.split("http://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let b = d.board("1");
+    b.must(r#"{"action":"checkmachine"}"#);
+    b.must(r#"{"action":"checkuser","uid":"aabbccd3"}"#);
+    b.must(r#"{"action":"checkuser","uid":"aabbccd3"}"#);
+    b.publish(r#"{"action":"bogus"}"#);
+    b.publish(r#"{"action":"alive","version":"1","ip":"1.2.3.4","serial":"s","heap":1}"#);
+    let started = Instant::now();
+    let (status, body) = loop {
+        let (status, body) = http_get(&addr, "/metrics");
+        if body.contains("outcome=\"silent\"") || started.elapsed() > TIMEOUT {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.contains("200"), "{status}");
+    for line in [
+        "fabgate_board_messages_total{action=\"checkuser\",outcome=\"replied\"} 2",
+        "fabgate_board_messages_total{action=\"checkmachine\",outcome=\"replied\"} 1",
+        "fabgate_board_messages_total{action=\"invalid\",outcome=\"dropped\"} 1",
+        "fabgate_board_messages_total{action=\"alive\",outcome=\"silent\"} 1",
+        "fabgate_reply_latency_seconds_bucket{le=\"+Inf\"} 3",
+        "fabgate_reply_latency_seconds_count 3",
+        "fabgate_boards_online 1",
+        "# TYPE fabgate_reply_latency_seconds histogram",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in\n{body}"
+        );
+    }
+    for prefix in [
+        "fabgate_database_bytes ",
+        "fabgate_process_resident_memory_bytes ",
+        "fabgate_data_disk_available_bytes ",
+        "fabgate_reply_latency_seconds_bucket{le=\"0.0005\"} ",
+        "fabgate_reply_latency_seconds_bucket{le=\"0.5\"} ",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(prefix)),
+            "missing {prefix:?} in\n{body}"
+        );
+    }
+    let (status, _) = http_get(&addr, "/nope");
+    assert!(status.contains("404"), "{status}");
+}
+
+#[test]
+fn doctor_reports_what_to_fix_and_passes_on_a_sound_lab() {
+    let lab = Lab::new();
+    let out = lab.ok(&["doctor"]);
+    for needle in [
+        "configuration: valid",
+        "data directory",
+        "disk space",
+        "clock",
+    ] {
+        assert!(out.contains(needle), "{out}");
+    }
+    if !std::path::Path::new("/dev/spidev0.0").exists() {
+        assert!(
+            out.contains("not found")
+                && out.contains("dtparam=spi=on in /boot/firmware/config.txt"),
+            "{out}"
+        );
+    }
+    // Port held by the running daemon: still fine.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let cfg = lab.dir.path().join("port.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:{port}\"\n",
+            lab.dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+        .args(["--config", cfg.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  MQTT port") && stdout.contains("fix:"),
+        "{stdout}"
+    );
+    // The same port held by a running fabgate on this data directory is fine.
+    drop(holder);
+    let _d = TestDaemon::spawn(&cfg);
+    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+        .args(["--config", cfg.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("held by the running fabgate"), "{stdout}");
+}
