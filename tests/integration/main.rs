@@ -9,4 +9,5 @@ mod conformance;
 mod data;
 mod faults;
 mod import;
+mod package;
 mod startup;
