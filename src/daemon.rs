@@ -83,17 +83,7 @@ impl Daemon {
             daily: jobs::Daily::from_config(config),
         }
         .spawn()?;
-        if let Some(addr) = config.metrics_addr() {
-            let source = crate::metrics::Source {
-                stats: stats.clone(),
-                hot: hot.clone(),
-                database: store.path().to_owned(),
-                data_dir: config.store.data_dir.clone(),
-                online_window_s: config.protocol.online_window_s,
-            };
-            let bound = crate::metrics::serve(addr, source)?;
-            log::info!("metrics on http://{bound}/metrics");
-        }
+        crate::metrics::start(config, &stats, &hot, store.path())?;
         if !watchdog::wait_started(&stats, THREADS_START) {
             return Err(StartError::Thread(std::io::Error::other(
                 "the board link or jobs thread did not start",

@@ -44,6 +44,28 @@ pub struct Source {
     pub online_window_s: i64,
 }
 
+/// Starts the endpoint if `[metrics] listen` is set (logs the bound address).
+pub fn start(
+    config: &crate::config::Config,
+    stats: &Arc<Stats>,
+    hot: &Arc<Mutex<Hot>>,
+    database: &std::path::Path,
+) -> Result<(), Error> {
+    let Some(addr) = config.metrics_addr() else {
+        return Ok(());
+    };
+    let source = Source {
+        stats: stats.clone(),
+        hot: hot.clone(),
+        database: database.to_owned(),
+        data_dir: config.store.data_dir.clone(),
+        online_window_s: config.protocol.online_window_s,
+    };
+    let bound = serve(addr, source)?;
+    log::info!("metrics on http://{bound}/metrics");
+    Ok(())
+}
+
 /// Binds `addr` and serves `/metrics` on a thread; returns the bound address.
 pub fn serve(addr: SocketAddr, source: Source) -> Result<SocketAddr, Error> {
     let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
