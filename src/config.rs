@@ -38,6 +38,9 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// Card readers wired to the Pi (`[[readers]]` entries).
     pub readers: Vec<ReaderConfig>,
+    pub backup: BackupConfig,
+    pub retention: RetentionConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -328,6 +331,63 @@ impl ReaderConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Daily backups made by the daemon (SQLite online backup, checked after writing).
+    pub enabled: bool,
+    /// Directory of the daily backups; empty = `backups` inside `store.data_dir`, a
+    /// relative path is taken from `store.data_dir`. Best on another medium (a USB stick).
+    pub dir: PathBuf,
+    /// How many daily backups are kept; older ones are deleted.
+    pub keep: usize,
+    /// Hour of the day (UTC for now) after which the day's backup is made. A Pi that was
+    /// off at that hour makes it when it starts.
+    pub hour: u8,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Apply the rules below once a day (and with `fabgate purge`).
+    pub enabled: bool,
+    /// Uses older than this many days are re-assigned to the "Anonymous" member.
+    pub uses_days: i64,
+    /// Maintenance interventions older than this many days are re-assigned to "Anonymous".
+    pub interventions_days: i64,
+    /// Unknown-card records older than this many days are deleted.
+    pub unknown_cards_days: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus `/metrics` endpoint, e.g. "127.0.0.1:9883"; empty = off.
+    pub listen: String,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            enabled: true,
+            dir: PathBuf::new(),
+            keep: 7,
+            hour: 3,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            uses_days: 365,
+            interventions_days: 365,
+            unknown_cards_days: 30,
+        }
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
@@ -428,6 +488,20 @@ impl Config {
     /// The default configuration as commented TOML is `config/fabgate.toml`, compiled in.
     pub fn default_toml() -> &'static str {
         include_str!("../config/fabgate.toml")
+    }
+
+    /// Directory of the daily backups.
+    pub fn backup_dir(&self) -> PathBuf {
+        if self.backup.dir.as_os_str().is_empty() {
+            self.store.data_dir.join("backups")
+        } else {
+            self.store.data_dir.join(&self.backup.dir)
+        }
+    }
+
+    /// The metrics address, if the endpoint is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.listen.parse().ok()
     }
 
     /// Full path of the SQLite database.
@@ -549,6 +623,25 @@ impl Config {
             return Err(bad("store.database", "must name a file"));
         }
         self.validate_presence_and_readers(path)?;
+        if self.backup.keep < 1 {
+            return Err(bad("backup.keep", "must be at least 1"));
+        }
+        if self.backup.hour > 23 {
+            return Err(bad("backup.hour", "must be an hour from 0 to 23"));
+        }
+        let r = &self.retention;
+        if r.uses_days < 1 || r.interventions_days < 1 || r.unknown_cards_days < 1 {
+            return Err(bad(
+                "retention.uses_days",
+                "retention periods must be at least 1 day",
+            ));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics_addr().is_none() {
+            return Err(bad(
+                "metrics.listen",
+                "must be an address with a port, e.g. \"127.0.0.1:9883\", or empty",
+            ));
+        }
         if log_level(&self.log.level).is_none() {
             return Err(bad(
                 "log.level",

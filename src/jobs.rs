@@ -2,6 +2,12 @@
 //! orphan uses, flushing heartbeat state, the stats topic, the building register's
 //! reminder and closing times. Nothing here is on a board's
 //! request path.
+//! orphan uses, flushing heartbeat state, the stats topic, and once a day the backup and
+//! the retention purge (`daily`). Nothing here is on a board's request path.
+
+mod daily;
+
+pub use daily::{backup_due, Daily};
 
 use crate::broker::Broker;
 use crate::lab::{self, presence, Ctx, Rules};
@@ -28,6 +34,7 @@ pub struct Jobs {
     pub stats_topic: String,
     /// Reminder and closing times of the building register.
     pub presence: crate::config::PresenceConfig,
+    pub daily: Daily,
 }
 
 /// How often orphan uses are looked for; the rule itself works in hours.
@@ -40,8 +47,9 @@ impl Jobs {
             .spawn(move || self.run())
     }
 
-    fn run(self) {
+    fn run(mut self) {
         let mut conn = loop {
+            crate::watchdog::beat(&self.stats.jobs_alive_at);
             match self.store.connect() {
                 Ok(c) => break c,
                 Err(e) => log::error!("jobs: {e}"),
@@ -59,6 +67,7 @@ impl Jobs {
             log::error!("presence: {e}");
         }
         loop {
+            crate::watchdog::beat(&self.stats.jobs_alive_at);
             std::thread::sleep(self.tick);
             if let Err(e) = self.presence_times(&mut conn, &mut presence_checked) {
                 log::error!("presence: {e}");
@@ -73,6 +82,7 @@ impl Jobs {
                     log::error!("closing orphan uses: {e}");
                 }
             }
+            self.daily.run(&mut conn);
             if last_flush.elapsed() >= self.flush_every {
                 last_flush = Instant::now();
                 if let Err(e) = flush(&mut conn, &self.hot) {

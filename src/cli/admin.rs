@@ -133,6 +133,9 @@ pub fn run(command: Command, config: &Config) -> super::anyhow_lite::Result {
         }
         // Readers are configuration and files: no database needed.
         Command::Reader(cmd) => return super::presence::reader(config, cmd),
+        Command::Backup { path } => return super::data::backup(config, &path),
+        Command::Restore { path } => return super::data::restore(config, &path),
+        Command::Doctor => return super::doctor::run(config),
         _ => Ctx::open(config).map_err(|f| f.0)?,
     };
     dispatch(&mut ctx, command).map_err(|f| f.0)?;
@@ -177,10 +180,15 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Outcome {
         Command::Uses(cmd) => records::uses(ctx, cmd),
         Command::Presence(cmd) => super::presence::presence(ctx, cmd),
         Command::Export { json } => records::export(ctx, json),
+        Command::Purge => super::data::purge(ctx),
+        Command::Member(cmd) => super::data::member(ctx, cmd),
         Command::Config(_)
         | Command::Run
         | Command::ImportFabomatic { .. }
-        | Command::Reader(_) => Err("not an administration command".into()),
+        | Command::Reader(_)
+        | Command::Backup { .. }
+        | Command::Restore { .. }
+        | Command::Doctor => Err("not an administration command".into()),
     }
 }
 

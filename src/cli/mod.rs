@@ -3,6 +3,8 @@
 //! and the daemon reads it on every board message, so changes apply at once.
 
 mod admin;
+mod data;
+mod doctor;
 mod input;
 mod machines;
 mod members;
@@ -86,6 +88,42 @@ pub enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Write a checked copy of the database (safe while the daemon runs).
+    Backup {
+        /// Destination file (replaced if it exists).
+        path: PathBuf,
+    },
+    /// Replace the database with a backup. The daemon must be stopped; the current
+    /// database is kept as fabgate.db.before-restore-<time>.
+    Restore {
+        /// A backup made by `fabgate backup` or the daily backups.
+        path: PathBuf,
+    },
+    /// Apply the retention rules now (the daemon does it daily): anonymise old uses and
+    /// interventions, delete old unknown cards.
+    Purge,
+    /// One member's personal data (GDPR access and erasure).
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Check that this machine can run the lab and say what to fix.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCmd {
+    /// Print everything held about a member as JSON (without the password hash).
+    Export {
+        /// Member: id, card UID or email.
+        member: String,
+    },
+    /// Erase a member: name, card, email and password removed, history kept anonymously.
+    Erase {
+        /// Member: id, card UID or email.
+        member: String,
+        /// Confirm: an erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -330,16 +368,28 @@ pub enum ConfigCmd {
     Default,
 }
 
-/// Loads the configuration named on the command line, or the embedded defaults.
+/// Where the Debian package puts the configuration and the lab's data.
+pub const SYSTEM_CONFIG: &str = "/etc/fabgate/fabgate.toml";
+pub const SYSTEM_STATE: &str = "/var/lib/fabgate";
+
+/// Loads the configuration named on the command line; else the packaged one
+/// (`/etc/fabgate/fabgate.toml`) when it exists, so `sudo -u fabgate fabgate user list`
+/// works on a packaged Pi; else the embedded defaults.
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::config::Error> {
+    let system = std::path::Path::new(SYSTEM_CONFIG);
+    let path = path.or_else(|| system.is_file().then_some(system));
     let mut config = match path {
         Some(p) => Config::load(p)?,
         None => Config::embedded(),
     };
-    // systemd's StateDirectory= wins over the relative default data directory.
+    // A relative data directory lives in systemd's StateDirectory= under the service, and
+    // in /var/lib/fabgate for commands run beside a packaged install.
     if config.store.data_dir.is_relative() {
-        if let Some(state) = std::env::var_os("STATE_DIRECTORY") {
-            config.store.data_dir = PathBuf::from(state).join(&config.store.data_dir);
+        let base = std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            .or_else(|| (path == Some(system)).then(|| PathBuf::from(SYSTEM_STATE)));
+        if let Some(base) = base {
+            config.store.data_dir = base.join(&config.store.data_dir);
         }
     }
     Ok(config)

@@ -10,6 +10,7 @@
 mod actions;
 mod history;
 pub mod presence;
+pub mod retention;
 #[cfg(test)]
 mod tests;
 

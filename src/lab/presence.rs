@@ -123,9 +123,7 @@ pub fn remind_still_in(db: &Connection) -> Result<Vec<PresenceRow>> {
     let still_in = store::present(db)?;
     for p in &still_in {
         log::info!(
-            "presence: reminder for {} {} (member {}), signed in since {}",
-            p.name,
-            p.surname,
+            "presence: reminder for member {}, signed in since {}",
             p.member_id,
             p.signed_in_at
         );
@@ -140,9 +138,7 @@ pub fn close_day(db: &Connection, closing: i64) -> Result<usize> {
     for p in &stale {
         store::close_presence(db, p.id, closing, CLOSING, true)?;
         log::info!(
-            "presence: {} {} (member {}) signed out at closing time",
-            p.name,
-            p.surname,
+            "presence: member {} signed out at closing time",
             p.member_id
         );
     }

@@ -77,11 +77,9 @@ impl Relay for FileRelay {
             })?;
         }
         self.on = on;
-        log::info!(
-            "reader {}: relay {}",
-            self.name,
-            if on { "on" } else { "off" }
-        );
+        // A reader's name, not a person's.
+        let reader = &self.name;
+        log::info!("reader {reader}: relay {}", if on { "on" } else { "off" });
         Ok(())
     }
 

@@ -51,18 +51,16 @@ impl Slot {
                 self.feedback = Some(open_feedback(&self.cfg)?);
             }
             let reader = open(&self.cfg)?;
-            log::info!("reader {}: {}", self.cfg.name, reader.describe());
+            let label = &self.cfg.name;
+            log::info!("reader {label}: {}", reader.describe());
             self.reader = Some(reader);
             Ok::<_, super::Error>(())
         })();
         if let Err(e) = result {
             self.failures += 1;
             if self.failures == 1 {
-                log::error!(
-                    "reader {}: {e} (retrying every {} s)",
-                    self.cfg.name,
-                    RETRY_MS / 1000
-                );
+                let label = &self.cfg.name;
+                log::error!("reader {label}: {e} (retrying every {} s)", RETRY_MS / 1000);
             } else {
                 log::debug!("reader {}: still failing: {e}", self.cfg.name);
             }
@@ -137,7 +135,10 @@ impl Service {
                         }
                     }
                     Err(e) => {
-                        log::warn!("reader {}: {e}; reopening it", slot.cfg.name);
+                        {
+                            let label = &slot.cfg.name;
+                            log::warn!("reader {label}: {e}; reopening it");
+                        }
                         slot.reader = None;
                         slot.retry_at = now_ms + 5_000;
                     }
@@ -157,7 +158,10 @@ impl Service {
                             f.signal(s, now_ms);
                         }
                     }
-                    Err(e) => log::error!("reader {}: {e}", slot.cfg.name),
+                    Err(e) => {
+                        let label = &slot.cfg.name;
+                        log::error!("reader {label}: {e}");
+                    }
                 }
             }
         }
@@ -179,7 +183,9 @@ impl Service {
                 .map(|tap| entrance_signal(&name, uid, tap)),
         };
         result.unwrap_or_else(|e| {
-            log::error!("reader {name}: card {uid}: {e}");
+            let reader = &name;
+            log::error!("reader {reader}: a card tap failed: {e}");
+            log::debug!("reader {reader}: card {uid} failed");
             Signal::Fault
         })
     }
@@ -212,25 +218,16 @@ fn entrance_signal(reader: &str, uid: &str, tap: presence::Tap) -> Signal {
     use presence::Tap;
     match tap {
         Tap::SignedIn { member } => {
-            log::info!(
-                "entrance {reader}: {} {} (member {}) signed in",
-                member.name,
-                member.surname,
-                member.id
-            );
+            log::info!("entrance {reader}: member {} signed in", member.id);
             Signal::Welcome
         }
         Tap::SignedOut { member, .. } => {
-            log::info!(
-                "entrance {reader}: {} {} (member {}) signed out",
-                member.name,
-                member.surname,
-                member.id
-            );
+            log::info!("entrance {reader}: member {} signed out", member.id);
             Signal::Bye
         }
         Tap::Unknown => {
-            log::info!("entrance {reader}: unknown card {uid}");
+            log::info!("entrance {reader}: unknown card");
+            log::debug!("entrance {reader}: unknown card {uid}");
             Signal::Denied
         }
         Tap::Refused { member, reason } => {

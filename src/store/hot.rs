@@ -38,6 +38,11 @@ impl Hot {
         self.machine_seen.get(&machine_id).copied()
     }
 
+    /// How many machines' boards spoke at or after `since` (boards online, for metrics).
+    pub fn machines_seen_since(&self, since: i64) -> usize {
+        self.machine_seen.values().filter(|&&t| t > since).count()
+    }
+
     pub fn use_heartbeat(&mut self, use_id: i64, now: i64) {
         self.use_seen.insert(use_id, now);
     }

@@ -6,19 +6,24 @@
 //! CLI (another process) can share one file. Writers use `BEGIN IMMEDIATE` transactions.
 
 mod admin;
+pub mod backup;
 mod hot;
 pub mod import_fabomatic;
+mod lock;
 mod people;
 mod presence;
 mod queries;
+mod retention;
 mod schema;
 mod workshop;
 
 pub use admin::*;
 pub use hot::{BoardInfo, Hot};
+pub use lock::{is_locked, DataLock, LOCK_FILE};
 pub use people::*;
 pub use presence::*;
 pub use queries::*;
+pub use retention::*;
 pub use workshop::*;
 
 use crate::config::Synchronous;
@@ -52,6 +57,8 @@ pub enum Error {
         version: usize,
         source: rusqlite::Error,
     },
+    #[error("another fabgate daemon is running on this data directory (it holds {path})\nhint: `systemctl status fabgate`; stop it first")]
+    Locked { path: PathBuf },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("{0}")]

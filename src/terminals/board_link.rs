@@ -7,6 +7,7 @@
 use super::{DropReason, Handled, Protocol};
 use crate::broker::Broker;
 use crate::lab::{Ctx, Rules};
+use crate::metrics::{Histogram, MessageCounters, Outcome};
 use crate::store::{self, Hot, Store};
 use rumqttd::local::{LinkError, LinkRx, LinkTx};
 use rumqttd::Notification;
@@ -22,11 +23,18 @@ pub struct Stats {
     /// Replies published ("Sent").
     pub sent: AtomicU64,
     pub dropped: AtomicU64,
-    /// Heartbeat of the link loop (Unix seconds), for the watchdog.
+    /// Heartbeats of the board link loop and of the jobs loop (`watchdog::beat`,
+    /// monotonic milliseconds; 0 = not started yet): the watchdog pings systemd only
+    /// while both are fresh.
     pub alive_at: AtomicU64,
+    pub jobs_alive_at: AtomicU64,
     /// How many times the board link was (re)built, and its current client id.
     pub links_built: AtomicU64,
     pub link_id: Mutex<String>,
+    /// Board messages by action and outcome, for `/metrics`.
+    pub messages: MessageCounters,
+    /// Time from a batch's receipt to the publication of each of its replies.
+    pub reply_latency: Histogram,
 }
 
 /// Most messages handled in one transaction.
@@ -73,9 +81,7 @@ impl BoardLink {
         let mut limiter = LogLimiter::default();
         let mut batch = Vec::with_capacity(64);
         loop {
-            self.stats
-                .alive_at
-                .store(store::now() as u64, Ordering::Relaxed);
+            crate::watchdog::beat(&self.stats.alive_at);
             batch.clear();
             match rx.recv_deadline(Instant::now() + Duration::from_secs(5)) {
                 Ok(Some(n)) => batch.push(n),
@@ -83,13 +89,14 @@ impl BoardLink {
                 Err(LinkError::RecvTimeout(flume::RecvTimeoutError::Timeout)) => continue,
                 Err(e) => return Err(e.to_string()),
             }
+            let received = Instant::now();
             while batch.len() < MAX_BATCH {
                 match rx.recv_deadline(Instant::now()) {
                     Ok(Some(n)) => batch.push(n),
                     _ => break,
                 }
             }
-            self.process(&mut conn, &mut tx, &rx, &mut batch, &mut limiter)?;
+            self.process(&mut conn, &mut tx, &rx, &mut batch, &mut limiter, received)?;
         }
     }
 
@@ -100,6 +107,7 @@ impl BoardLink {
         rx: &LinkRx,
         batch: &mut Vec<Notification>,
         limiter: &mut LogLimiter,
+        received: Instant,
     ) -> Result<(), String> {
         let mut replies = Vec::with_capacity(batch.len());
         let mut wake = false;
@@ -135,7 +143,7 @@ impl BoardLink {
                 };
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
                 let topic = String::from_utf8_lossy(&publish.topic);
-                let handled = match db.savepoint() {
+                let (action, handled) = match db.savepoint() {
                     Ok(mut sp) => {
                         let mut ctx = Ctx {
                             db: &sp,
@@ -143,32 +151,43 @@ impl BoardLink {
                             now,
                             rules: &self.rules,
                         };
-                        let handled = self.protocol.handle(&mut ctx, &topic, &publish.payload);
+                        let (action, handled) =
+                            self.protocol
+                                .handle_action(&mut ctx, &topic, &publish.payload);
                         if matches!(handled, Handled::Failed { .. }) {
                             let _ = sp.rollback();
                         }
                         let _ = sp.commit();
-                        handled
+                        (action, handled)
                     }
                     Err(e) => {
                         log::error!("cannot open a savepoint: {e}");
-                        Handled::Failed { reply: None }
+                        (None, Handled::Failed { reply: None })
                     }
                 };
-                match handled {
-                    Handled::Reply { topic, payload }
-                    | Handled::Failed {
+                let outcome = match handled {
+                    Handled::Reply { topic, payload } => {
+                        replies.push((topic, payload));
+                        Outcome::Replied
+                    }
+                    Handled::Failed {
                         reply: Some((topic, payload)),
-                    } => replies.push((topic, payload)),
-                    Handled::NoReply => {}
+                    } => {
+                        replies.push((topic, payload));
+                        Outcome::Failed
+                    }
+                    Handled::NoReply => Outcome::Silent,
                     Handled::Failed { reply: None } => {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        Outcome::Failed
                     }
                     Handled::Dropped(reason) => {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                         limiter.warn(&topic, &reason);
+                        Outcome::Dropped
                     }
-                }
+                };
+                self.stats.messages.count(action, outcome);
             }
         }
         if let Err(e) = db.commit() {
@@ -181,6 +200,7 @@ impl BoardLink {
         for (topic, payload) in replies {
             tx.publish(topic, payload).map_err(|e| e.to_string())?;
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            self.stats.reply_latency.observe(received.elapsed());
         }
         if wake {
             rx.ready().map_err(|e| e.to_string())?;

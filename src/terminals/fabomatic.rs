@@ -95,16 +95,31 @@ impl Protocol {
 
     /// Handles one board message inside the caller's transaction.
     pub fn handle(&self, ctx: &mut Ctx, topic: &str, payload: &[u8]) -> Handled {
+        self.handle_action(ctx, topic, payload).1
+    }
+
+    /// `handle`, also returning the message's action (None when it could not be parsed),
+    /// for metrics.
+    pub fn handle_action(
+        &self,
+        ctx: &mut Ctx,
+        topic: &str,
+        payload: &[u8],
+    ) -> (Option<&'static str>, Handled) {
         let board = match self.parse_topic(topic) {
             Ok(b) => b,
-            Err(e) => return Handled::Dropped(e),
+            Err(e) => return (None, Handled::Dropped(e)),
         };
         let query = match wire::parse(payload) {
             Ok(q) => q,
-            Err(e) => return Handled::Dropped(e.into()),
+            Err(e) => return (None, Handled::Dropped(e.into())),
         };
+        (Some(query.action()), self.answer_query(ctx, &board, &query))
+    }
+
+    fn answer_query(&self, ctx: &mut Ctx, board: &BoardTopic, query: &Query) -> Handled {
         let reply_topic = format!("{}/{}{}", self.topic, board.segment, self.reply_subtopic);
-        match self.answer(ctx, board.machine_id, &query) {
+        match self.answer(ctx, board.machine_id, query) {
             Ok(None) => Handled::NoReply,
             Ok(Some(payload)) => Handled::Reply {
                 topic: reply_topic,
@@ -117,7 +132,7 @@ impl Protocol {
                     query.action()
                 );
                 Handled::Failed {
-                    reply: failure_reply(&query).map(|p| (reply_topic, p)),
+                    reply: failure_reply(query).map(|p| (reply_topic, p)),
                 }
             }
         }

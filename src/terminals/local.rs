@@ -101,7 +101,7 @@ impl LocalBoard {
         }
     }
 
-    fn who(&self) -> String {
+    fn label(&self) -> String {
         format!("machine {} (reader {})", self.machine_id, self.reader)
     }
 
@@ -109,7 +109,7 @@ impl LocalBoard {
     pub fn tap(&self, ctx: &mut Ctx, uid: &str) -> store::Result<Step> {
         let mut st = self.state.clone();
         let Some(machine) = lab::touch_machine(ctx, self.machine_id)? else {
-            log::error!("{}: no such machine in the lab", self.who());
+            log::error!("{}: no such machine in the lab", self.label());
             return Ok(self.step(st, Some(Signal::Fault)));
         };
         st.timeout_min = machine.timeout_min.unwrap_or(DEFAULT_TIMEOUT_MIN);
@@ -121,12 +121,13 @@ impl LocalBoard {
         {
             if user != uid {
                 // One user at a time: another card only learns the machine is busy.
-                log::info!("{}: card {uid} refused: machine in use", self.who());
+                log::debug!("{}: card {uid} refused: machine in use", self.label());
                 return Ok(self.step(st, Some(Signal::Denied)));
             }
             let duration = ctx.now - since;
             lab::stop_use(ctx, &machine, uid, duration, false)?;
-            log::info!("{}: card {uid} stopped after {duration} s", self.who());
+            log::info!("{}: session stopped after {duration} s", self.label());
+            log::debug!("{}: card {uid} stopped after {duration} s", self.label());
             st.session = self.after_logout(&st, ctx.now);
             return Ok(self.step(st, Some(Signal::Bye)));
         }
@@ -152,17 +153,14 @@ impl LocalBoard {
         let member = match refusal {
             Ok(m) => m,
             Err(why) => {
-                log::info!("{}: card {uid} refused: {why}", self.who());
+                log::info!("{}: card refused: {why}", self.label());
+                log::debug!("{}: card {uid} refused: {why}", self.label());
                 return Ok(self.step(st, Some(Signal::Denied)));
             }
         };
         lab::start_use(ctx, &status.machine, uid, false)?;
-        log::info!(
-            "{}: card {uid} ({} {}) started",
-            self.who(),
-            member.name,
-            member.surname
-        );
+        log::info!("{}: session started for member {}", self.label(), member.id);
+        log::debug!("{}: card {uid} started", self.label());
         st.session = Session::InUse {
             uid: uid.into(),
             name: member.name,
@@ -239,15 +237,15 @@ impl LocalBoard {
                 ..
             } => {
                 let Some(m) = machine else {
-                    log::error!("{}: machine vanished; switching it off", self.who());
+                    log::error!("{}: machine vanished; switching it off", self.label());
                     st.session = Session::Free;
                     return Ok(self.step(st, Some(Signal::Fault)));
                 };
                 if self.logoff_due(since, now) {
                     lab::stop_use(ctx, &m, &uid, now - since, false)?;
                     log::info!(
-                        "{}: card {uid} logged off automatically after {} s",
-                        self.who(),
+                        "{}: logged off automatically after {} s",
+                        self.label(),
                         now - since
                     );
                     st.session = self.after_logout(&st, now);
@@ -260,7 +258,7 @@ impl LocalBoard {
                 }
             }
             Session::Grace { until } if now >= until => {
-                log::info!("{}: grace period over", self.who());
+                log::info!("{}: grace period over", self.label());
                 st.session = Session::Free;
             }
             _ => {}
@@ -273,7 +271,7 @@ impl LocalBoard {
         self.state = step.state;
         if step.relay != self.relay.is_on() {
             if let Err(e) = self.relay.set(step.relay) {
-                log::error!("{}: relay: {e}", self.who());
+                log::error!("{}: relay: {e}", self.label());
             }
         }
     }

@@ -2,12 +2,15 @@
 //! daemon binary on free ports with its own SQLite file and talks to it as boards do,
 //! or runs the real CLI against the same kind of lab.
 
+mod appliance;
 mod browser;
 mod cli;
 mod common;
 mod conformance;
+mod data;
 mod faults;
 mod import;
+mod package;
 mod panel;
 mod panel_people;
 mod panel_presence;

@@ -193,12 +193,21 @@ pub struct TestDaemon {
 
 impl TestDaemon {
     pub fn spawn(config: &Path) -> TestDaemon {
+        Self::spawn_env(config, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables (e.g. a fake `NOTIFY_SOCKET`).
+    pub fn spawn_env(config: &Path, env: &[(&str, &str)]) -> TestDaemon {
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fabgate"))
             .arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
             .env_remove("FABGATE_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

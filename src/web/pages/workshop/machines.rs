@@ -439,7 +439,8 @@ pub fn remote(cx: &mut Ctx, id: i64, kind: &'static str) -> Resp {
             });
             return match queued {
                 Ok(_) => {
-                    log::info!("panel: remote {kind} for machine {id} queued by card {uid}");
+                    log::info!("panel: remote {kind} for machine {id} queued");
+                    log::debug!("panel: remote {kind} for machine {id} on behalf of card {uid}");
                     Resp::redirect(&format!("/machines/{id}?ok={kind}"))
                 }
                 Err(e) => cx.failure(&e),

@@ -1,0 +1,121 @@
+//! Data safety and personal data: `backup`, `restore`, `purge`, `member export|erase`.
+//! The copying is in `store::backup`, the GDPR rules in `lab::retention`; this file checks
+//! the preconditions (is the daemon running? does the file exist?) and words the result.
+
+use super::admin::{emit, warn, who, Ctx, Outcome};
+use super::input;
+use super::MemberCmd;
+use crate::config::Config;
+use crate::lab::retention::{self, Retention};
+use crate::store::{self, backup, Store};
+use std::path::Path;
+
+/// `fabgate backup PATH`: works while the daemon runs (SQLite online backup).
+pub fn backup(config: &Config, path: &Path) -> super::anyhow_lite::Result {
+    let store = Store::open_existing(&config.database_path(), config.store.synchronous)
+        .map_err(|e| e.to_string())?;
+    let r = backup::backup(&store, path).map_err(|e| format!("backup failed: {e}"))?;
+    let info = backup::inspect(path).map_err(|e| format!("backup failed: {e}"))?;
+    emit(&format!(
+        "backup {} written and checked: {} KiB, {} members, {} machines, {} uses ({} ms)\n",
+        path.display(),
+        r.bytes.div_ceil(1024),
+        info.members,
+        info.machines,
+        info.uses,
+        r.elapsed.as_millis()
+    ))
+}
+
+/// `fabgate restore PATH`: refused while a daemon holds the data lock.
+pub fn restore(config: &Config, path: &Path) -> super::anyhow_lite::Result {
+    let _lock = match store::DataLock::acquire(&config.store.data_dir) {
+        Ok(lock) => lock,
+        Err(store::Error::Locked { .. }) => {
+            return Err(
+                "the daemon is running: stop it first (`systemctl stop fabgate`), \
+                 restore, then start it again"
+                    .into(),
+            )
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let info = backup::inspect(path).map_err(|e| e.to_string())?;
+    let (report, kept) = backup::restore(
+        path,
+        &config.database_path(),
+        config.store.synchronous,
+        store::now(),
+    )
+    .map_err(|e| format!("restore failed, the lab is unchanged: {e}"))?;
+    let mut out = format!(
+        "restored {} into {}: {} members, {} machines, {} uses ({} ms)\n",
+        path.display(),
+        report.path.display(),
+        info.members,
+        info.machines,
+        info.uses,
+        report.elapsed.as_millis()
+    );
+    if let Some(kept) = kept {
+        out.push_str(&format!(
+            "the previous database is kept as {}\n",
+            kept.display()
+        ));
+    }
+    emit(&out)
+}
+
+/// `fabgate purge`: the retention rules now, whatever `retention.enabled` says.
+pub fn purge(ctx: &mut Ctx) -> Outcome {
+    let rules = Retention::from_config(&ctx.config.retention);
+    let report = ctx.write(|db| Ok(retention::purge(db, &rules, store::now())?))?;
+    ctx.line(format!(
+        "anonymised {} uses older than {} days and {} interventions older than {} days; \
+         deleted {} unknown cards older than {} days",
+        report.uses_anonymised,
+        rules.uses_days,
+        report.interventions_anonymised,
+        rules.interventions_days,
+        report.unknown_cards_deleted,
+        rules.unknown_cards_days
+    ));
+    Ok(())
+}
+
+pub fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Outcome {
+    match cmd {
+        MemberCmd::Export { member } => {
+            let data = ctx.read(|db| {
+                let m = input::member(db, &member)?;
+                Ok(retention::export_member(db, m)?)
+            })?;
+            let text = serde_json::to_string_pretty(&data)
+                .map_err(|e| format!("cannot write JSON: {e}"))?;
+            ctx.line(text);
+            Ok(())
+        }
+        MemberCmd::Erase { member, yes } => {
+            if !yes {
+                return Err("erasing a member cannot be undone: add --yes\n\
+                     hint: `fabgate member export MEMBER > file.json` first keeps a copy"
+                    .into());
+            }
+            let (before, done) = ctx.write(|db| {
+                let m = input::member(db, &member)?;
+                let done = retention::erase_member(db, &m, store::now())?
+                    .map_err(|refused| refused.to_string())?;
+                Ok((m, done))
+            })?;
+            ctx.line(format!(
+                "erased member {}: {} uses and {} interventions kept as Anonymous, \
+                 {} authorizations and {} unknown-card records deleted",
+                before.id, done.uses, done.interventions, done.authorizations, done.unknown_cards
+            ));
+            if before.deleted {
+                warn(&format!("{} was already deleted", who(&before)));
+            }
+            Ok(())
+        }
+    }
+}

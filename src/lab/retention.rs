@@ -1,0 +1,216 @@
+//! GDPR rules: how long personal history is kept, what an erasure covers. FabOMatic's
+//! policy (features.md c.6) is the default: uses and maintenance interventions are kept as
+//! statistics but re-assigned to the "Anonymous" member after a year; unknown-card taps
+//! are deleted after a month. The daemon applies it daily (`jobs`), `fabgate purge` on
+//! demand. The Anonymous member is created on demand (with its reserved role when an old
+//! lab lacks it), so a fresh lab stays empty until there is something to anonymise.
+
+use crate::store::{self, Erased, MemberData, MemberRow, Result};
+use rusqlite::Connection;
+use serde::Serialize;
+
+const DAY_S: i64 = 86_400;
+
+/// Retention periods, from `[retention]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub uses_days: i64,
+    pub interventions_days: i64,
+    pub unknown_cards_days: i64,
+}
+
+impl Retention {
+    pub fn from_config(r: &crate::config::RetentionConfig) -> Retention {
+        Retention {
+            uses_days: r.uses_days,
+            interventions_days: r.interventions_days,
+            unknown_cards_days: r.unknown_cards_days,
+        }
+    }
+}
+
+/// What one purge changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    pub uses_anonymised: usize,
+    pub interventions_anonymised: usize,
+    pub unknown_cards_deleted: usize,
+}
+
+impl PurgeReport {
+    pub fn is_empty(&self) -> bool {
+        *self == PurgeReport::default()
+    }
+}
+
+/// Applies the retention periods at time `now`, inside the caller's transaction.
+/// Open uses are never touched: they are closed (by the board or as orphans) first.
+pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport> {
+    let uses_cutoff = now - rules.uses_days * DAY_S;
+    let interventions_cutoff = now - rules.interventions_days * DAY_S;
+    let anon = store::anonymous_member_id(db)?;
+    let pending = store::count_uses_to_anonymise(db, anon, uses_cutoff)?
+        + store::count_interventions_to_anonymise(db, anon, interventions_cutoff)?;
+    let mut report = PurgeReport::default();
+    if pending > 0 {
+        let anon = anonymous(db, anon, now)?;
+        report.uses_anonymised = store::anonymise_uses_before(db, anon, uses_cutoff)?;
+        report.interventions_anonymised =
+            store::anonymise_interventions_before(db, anon, interventions_cutoff)?;
+    }
+    report.unknown_cards_deleted =
+        store::delete_unknown_cards_before(db, now - rules.unknown_cards_days * DAY_S)?;
+    Ok(report)
+}
+
+/// The Anonymous member's id, created if the lab has none yet.
+pub fn anonymous_member(db: &Connection, now: i64) -> Result<i64> {
+    anonymous(db, store::anonymous_member_id(db)?, now)
+}
+
+fn anonymous(db: &Connection, found: Option<i64>, now: i64) -> Result<i64> {
+    match found {
+        Some(id) => Ok(id),
+        None => store::insert_anonymous_member(db, now),
+    }
+}
+
+/// Everything held about one member (GDPR access request).
+pub fn export_member(db: &Connection, member: MemberRow) -> Result<MemberData> {
+    store::member_data(db, member)
+}
+
+/// Why a member cannot be erased.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EraseRefused {
+    #[error("this is the Anonymous member that holds anonymised history")]
+    Anonymous,
+}
+
+/// Erases one member (GDPR erasure): name, card, email and password go; the history stays
+/// as anonymous statistics; the row remains as a deleted "Erased member".
+pub fn erase_member(
+    db: &Connection,
+    member: &MemberRow,
+    now: i64,
+) -> Result<std::result::Result<Erased, EraseRefused>> {
+    let anon = anonymous_member(db, now)?;
+    if member.id == anon {
+        return Ok(Err(EraseRefused::Anonymous));
+    }
+    Ok(Ok(store::erase_member(db, member, anon)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::store::Store;
+
+    const NOW: i64 = 1_750_000_000;
+
+    fn lab() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db"), Synchronous::Normal).unwrap();
+        let conn = store.connect().unwrap();
+        let old = NOW - 400 * DAY_S;
+        let recent = NOW - 10 * DAY_S;
+        conn.execute_batch(&format!(
+            "INSERT INTO machines (machine_id, machine_name) VALUES (1, 'LASER');
+             INSERT INTO members (member_id, name, surname, role_id, card_uid, email, password_hash, created_at)
+               VALUES (7, 'Carla', 'Rossi', 3, 'aabbccd3', 'c@lab.org', 'hash', 0);
+             INSERT INTO authorizations VALUES (7, 1);
+             INSERT INTO uses (member_id, machine_id, start_ts, last_seen, end_ts)
+               VALUES (7, 1, {old}, {old}, {old}), (7, 1, {recent}, {recent}, {recent}),
+                      (7, 1, {old}, {old}, NULL);
+             INSERT INTO maintenances (maintenance_id, machine_id, hours_between, description)
+               VALUES (1, 1, 10, 'clean');
+             INSERT INTO interventions (maintenance_id, machine_id, member_id, timestamp)
+               VALUES (1, 1, 7, {old}), (1, 1, 7, {recent});
+             INSERT INTO unknown_cards (card_uid, machine_id, timestamp)
+               VALUES ('aabbccd3', 1, {old}), ('11223344', 1, {m40}), ('11223344', 1, {recent});",
+            m40 = NOW - 40 * DAY_S,
+        ))
+        .unwrap();
+        (dir, conn)
+    }
+
+    fn rules() -> Retention {
+        Retention::from_config(&crate::config::RetentionConfig::default())
+    }
+
+    #[test]
+    fn purge_anonymises_old_history_and_deletes_old_unknown_cards() {
+        let (_dir, conn) = lab();
+        assert_eq!(store::anonymous_member_id(&conn).unwrap(), None);
+        let report = purge(&conn, &rules(), NOW).unwrap();
+        assert_eq!(
+            report,
+            PurgeReport {
+                uses_anonymised: 1,
+                interventions_anonymised: 1,
+                unknown_cards_deleted: 2,
+            }
+        );
+        let anon = store::anonymous_member_id(&conn).unwrap().unwrap();
+        let anon_row = store::member_row(&conn, anon).unwrap().unwrap();
+        assert_eq!(
+            (anon_row.name.as_str(), anon_row.role.as_str()),
+            ("Anonymous", "Anonymous")
+        );
+        assert!(anon_row.disabled && anon_row.card_uid.is_none());
+        let of = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // The open use stays with its member; the recent ones too.
+        assert_eq!(of("SELECT COUNT(*) FROM uses WHERE member_id = 7"), 2);
+        assert_eq!(
+            of("SELECT COUNT(*) FROM interventions WHERE member_id = 7"),
+            1
+        );
+        assert_eq!(of("SELECT COUNT(*) FROM unknown_cards"), 1);
+        // A second run finds nothing and creates no second Anonymous.
+        assert!(purge(&conn, &rules(), NOW).unwrap().is_empty());
+        assert_eq!(
+            of("SELECT COUNT(*) FROM members WHERE name = 'Anonymous'"),
+            1
+        );
+    }
+
+    #[test]
+    fn a_purge_with_nothing_old_creates_no_anonymous_member() {
+        let (_dir, conn) = lab();
+        let report = purge(&conn, &rules(), NOW - 300 * DAY_S).unwrap();
+        assert_eq!(report.uses_anonymised, 0);
+        assert_eq!(store::anonymous_member_id(&conn).unwrap(), None);
+    }
+
+    #[test]
+    fn erase_keeps_history_anonymously_and_removes_identity() {
+        let (_dir, conn) = lab();
+        let carla = store::member_row(&conn, 7).unwrap().unwrap();
+        let data = export_member(&conn, carla.clone()).unwrap();
+        assert_eq!((data.uses.len(), data.interventions.len()), (3, 2));
+        assert_eq!(data.unknown_cards.len(), 1);
+        assert_eq!(data.authorizations[0].machine, "LASER");
+
+        let done = erase_member(&conn, &carla, NOW).unwrap().unwrap();
+        assert_eq!(
+            (done.uses, done.interventions, done.authorizations),
+            (3, 2, 1)
+        );
+        assert_eq!(done.unknown_cards, 1);
+        let after = store::member_row(&conn, 7).unwrap().unwrap();
+        assert_eq!(after.name, "Erased member");
+        assert!(after.deleted && after.card_uid.is_none() && after.email.is_none());
+        assert!(!after.has_password);
+        let anon = store::anonymous_member_id(&conn).unwrap().unwrap();
+        let anon_row = store::member_row(&conn, anon).unwrap().unwrap();
+        assert_eq!(
+            export_member(&conn, anon_row.clone()).unwrap().uses.len(),
+            3
+        );
+        assert_eq!(
+            erase_member(&conn, &anon_row, NOW).unwrap(),
+            Err(EraseRefused::Anonymous)
+        );
+    }
+}
