@@ -410,9 +410,13 @@ impl Board {
     }
 
     /// Publishes and returns the reply (parsed JSON) or None after 2 s, like the firmware.
+    /// None also when the connection is gone (e.g. the daemon was killed on purpose).
     pub fn ask(&self, payload: &str) -> Option<Value> {
         self.drain();
-        self.publish(payload);
+        let topic = format!("machine/{}", self.id);
+        self.client
+            .publish(topic, QoS::AtMostOnce, false, payload.as_bytes().to_vec())
+            .ok()?;
         self.next_reply(Duration::from_secs(2))
     }
 
