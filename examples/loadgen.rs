@@ -67,7 +67,7 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[store]\ndata_dir = {:?}\nsynchronous = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n{}\n[log]\nlevel = \"warn\"\n",
+            "[store]\ndata_dir = {:?}\nsynchronous = {:?}\n[broker]\nlisten = \"127.0.0.1:0\"\n{}\n[web]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n",
             dir.path().display().to_string(),
             a.sync,
             a.broker.join("\n")
