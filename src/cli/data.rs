@@ -68,7 +68,7 @@ pub fn restore(config: &Config, path: &Path) -> super::anyhow_lite::Result {
 
 /// `fabgate purge`: the retention rules now, whatever `retention.enabled` says.
 pub fn purge(ctx: &mut Ctx) -> Outcome {
-    let rules = Retention::from_config(&ctx.config.retention);
+    let rules = Retention::from_config(ctx.config);
     let report = ctx.write(|db| Ok(retention::purge(db, &rules, store::now())?))?;
     ctx.line(format!(
         "anonymised {} uses older than {} days and {} interventions older than {} days; \

@@ -46,7 +46,7 @@ impl Daily {
             retention: config
                 .retention
                 .enabled
-                .then(|| Retention::from_config(&config.retention)),
+                .then(|| Retention::from_config(config)),
             newest_backup: None,
             next_backup_check: None,
             next_purge: None,

@@ -17,14 +17,18 @@ pub struct Retention {
     pub uses_days: i64,
     pub interventions_days: i64,
     pub unknown_cards_days: i64,
+    /// Building-register stays (`[presence] retention_days`).
+    pub presence_days: i64,
 }
 
 impl Retention {
-    pub fn from_config(r: &crate::config::RetentionConfig) -> Retention {
+    pub fn from_config(config: &crate::config::Config) -> Retention {
+        let r = &config.retention;
         Retention {
             uses_days: r.uses_days,
             interventions_days: r.interventions_days,
             unknown_cards_days: r.unknown_cards_days,
+            presence_days: config.presence.retention_days,
         }
     }
 }
@@ -35,6 +39,7 @@ pub struct PurgeReport {
     pub uses_anonymised: usize,
     pub interventions_anonymised: usize,
     pub unknown_cards_deleted: usize,
+    pub presence_deleted: usize,
 }
 
 impl PurgeReport {
@@ -60,6 +65,7 @@ pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport
     }
     report.unknown_cards_deleted =
         store::delete_unknown_cards_before(db, now - rules.unknown_cards_days * DAY_S)?;
+    report.presence_deleted = super::presence::purge(db, now, rules.presence_days)?;
     Ok(report)
 }
 
@@ -128,7 +134,9 @@ mod tests {
              INSERT INTO interventions (maintenance_id, machine_id, member_id, timestamp)
                VALUES (1, 1, 7, {old}), (1, 1, 7, {recent});
              INSERT INTO unknown_cards (card_uid, machine_id, timestamp)
-               VALUES ('aabbccd3', 1, {old}), ('11223344', 1, {m40}), ('11223344', 1, {recent});",
+               VALUES ('aabbccd3', 1, {old}), ('11223344', 1, {m40}), ('11223344', 1, {recent});
+             INSERT INTO presence (member_id, signed_in_at, signed_out_at, in_source)
+               VALUES (7, {old}, {old}, 'cli'), (7, {recent}, {recent}, 'cli');",
             m40 = NOW - 40 * DAY_S,
         ))
         .unwrap();
@@ -136,7 +144,7 @@ mod tests {
     }
 
     fn rules() -> Retention {
-        Retention::from_config(&crate::config::RetentionConfig::default())
+        Retention::from_config(&crate::config::Config::default())
     }
 
     #[test]
@@ -150,6 +158,7 @@ mod tests {
                 uses_anonymised: 1,
                 interventions_anonymised: 1,
                 unknown_cards_deleted: 2,
+                presence_deleted: 1,
             }
         );
         let anon = store::anonymous_member_id(&conn).unwrap().unwrap();

@@ -56,6 +56,14 @@ pub const IT: &[(&str, &str)] = &[
     ),
     ("Lab", "Laboratorio"),
     ("MQTT clients connected", "Client MQTT connessi"),
+    ("The Pi", "Il Pi"),
+    ("SoC temperature", "Temperatura del SoC"),
+    ("Power and throttling", "Alimentazione e limitazioni"),
+    ("Free disk", "Disco libero"),
+    ("Clock synchronised", "Orologio sincronizzato"),
+    ("yes", "sì"),
+    ("no: session times may be wrong", "no: gli orari delle sessioni possono essere errati"),
+    ("Up since boot", "Acceso da"),
     ("How the lab sends mail (password resets, summaries, alerts). Stored passwords are never shown.", "Come il laboratorio invia la posta (reimpostazione password, riepiloghi, avvisi). Le password salvate non vengono mai mostrate."),
     ("SMTP server", "Server SMTP"),
     ("Port", "Porta"),
@@ -81,12 +89,19 @@ pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
     })
 }
 
-fn rss_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+/// Whether the clock is synchronised, asked at most once a minute (it runs `timedatectl`).
+fn clock_synchronised() -> Option<bool> {
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, Option<bool>)>> =
+        std::sync::Mutex::new(None);
+    let mut last = LAST.lock().ok()?;
+    match *last {
+        Some((at, value)) if at.elapsed() < std::time::Duration::from_secs(60) => value,
+        _ => {
+            let value = crate::health::clock_synchronised();
+            *last = Some((std::time::Instant::now(), value));
+            value
+        }
+    }
 }
 
 /// MQTT clients connected now: established TCP connections to the broker's port, read
@@ -166,11 +181,14 @@ fn system(cx: &mut Ctx) -> Resp {
     let db_bytes = file_size(&db_path) + file_size(&db_path.with_extension("db-wal"));
     let stats = &cx.app.stats;
     let uptime = cx.app.started.elapsed().as_secs() as i64;
+    let (soc, throttled) = (crate::health::soc_temperature(), crate::health::throttled());
+    let disk = crate::health::disk_space(db_path.parent().unwrap_or(std::path::Path::new(".")));
+    let (clock, boot) = (clock_synchronised(), crate::health::uptime());
     let body = html! {
         h1 { (tr(lang, "System")) }
         section.counters {
             div.counter { b { (online) } span { (tr(lang, "Boards online")) } }
-            div.counter { b { (rss_kib().map_or("?".into(), |k| format!("{:.1} MB", k as f64 / 1024.0))) } span { (tr(lang, "Memory")) } }
+            div.counter { b { (crate::health::rss_bytes().map_or("?".into(), |b| format!("{:.1} MB", b as f64 / 1e6))) } span { (tr(lang, "Memory")) } }
             div.counter { b { (format!("{:.1} MB", db_bytes as f64 / 1e6)) } span { (tr(lang, "Database")) } }
         }
         h2 { (tr(lang, "Boards")) }
@@ -201,6 +219,19 @@ fn system(cx: &mut Ctx) -> Resp {
                 }
             } }
         }
+        h2 { (tr(lang, "The Pi")) }
+        div.scroll { table { tbody {
+            tr { th { (tr(lang, "SoC temperature")) } td { (soc.map_or("—".into(), |t| format!("{t:.1} °C"))) } }
+            tr { th { (tr(lang, "Power and throttling")) } td {
+                @match throttled {
+                    Some(t) => { (t.describe()) }
+                    None => { "—" }
+                }
+            } }
+            tr { th { (tr(lang, "Free disk")) } td { (disk.map_or("—".into(), |d| format!("{:.1} GB of {:.1} GB", d.available as f64 / 1e9, d.total as f64 / 1e9))) } }
+            tr { th { (tr(lang, "Clock synchronised")) } td { (match clock { Some(true) => tr(lang, "yes"), Some(false) => tr(lang, "no: session times may be wrong"), None => "—" }) } }
+            tr { th { (tr(lang, "Up since boot")) } td { (boot.map_or("—".into(), |u| time::duration(u.as_secs() as i64))) } }
+        } } }
         h2 { (tr(lang, "Daemon")) }
         div.scroll { table { tbody {
             tr { th { (tr(lang, "Version")) } td { "fabgate " (env!("CARGO_PKG_VERSION")) } }
