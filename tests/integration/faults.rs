@@ -271,8 +271,8 @@ fn cli_changes_apply_at_once() {
 
 #[test]
 fn kill_9_under_load_keeps_every_acknowledged_use() {
-    // Boards run startuse/stopuse cycles; the daemon is killed with SIGKILL mid-run.
-    // Every use whose stopuse got a reply must be in the database after restart.
+    // Boards run startuse/stopuse cycles; the daemon is killed with SIGKILL mid-run, three
+    // times over. Every use whose stopuse got a reply must be in the database after restart.
     let lab = Lab::new();
     fixture_f(&lab);
     let mut sql = String::new();
@@ -282,36 +282,42 @@ fn kill_9_under_load_keeps_every_acknowledged_use() {
         ));
     }
     lab.sql(&sql);
-    let mut d = lab.start();
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut threads = Vec::new();
-    for m in 10..18 {
-        let b = d.board(&m.to_string());
-        let acked = acked.clone();
-        threads.push(std::thread::spawn(move || {
-            for i in 1.. {
-                if b.ask(r#"{"action":"startuse", "uid":"aabbccd4"}"#)
-                    .is_none()
-                {
-                    return;
+    // Three rounds: load, SIGKILL, restart on the same database.
+    for round in 0..3i64 {
+        let mut d = lab.start();
+        let mut threads = Vec::new();
+        for m in 10..18 {
+            let b = d.board(&m.to_string());
+            let acked = acked.clone();
+            threads.push(std::thread::spawn(move || {
+                for i in 1..20_000 {
+                    let duration = round * 20_000 + i;
+                    if b.ask(r#"{"action":"startuse", "uid":"aabbccd4"}"#)
+                        .is_none()
+                    {
+                        return;
+                    }
+                    match b.ask(&format!(
+                        r#"{{"action":"stopuse", "uid":"aabbccd4","duration":{duration}}}"#
+                    )) {
+                        Some(r) if r["request_ok"] == true => {
+                            acked.lock().unwrap().push((m, duration))
+                        }
+                        _ => return,
+                    }
                 }
-                match b.ask(&format!(
-                    r#"{{"action":"stopuse", "uid":"aabbccd4","duration":{i}}}"#
-                )) {
-                    Some(r) if r["request_ok"] == true => acked.lock().unwrap().push((m, i)),
-                    _ => return,
-                }
-            }
-        }));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
-    d.child.kill().unwrap();
-    d.child.wait().unwrap();
-    for t in threads {
-        t.join().unwrap();
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        d.child.kill().unwrap();
+        d.child.wait().unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "load too light: {}", acked.len());
+    assert!(acked.len() > 100, "load too light: {}", acked.len());
     let d2 = lab.start();
     let db = lab.db();
     let ok: String = db
