@@ -774,30 +774,15 @@ pub struct UseFilter {
 
 /// Uses, newest first.
 pub fn use_rows(conn: &Connection, f: &UseFilter) -> Result<Vec<UseRow>> {
-    let mut st = conn.prepare_cached(
-        "SELECT u.use_id, u.member_id, COALESCE(mb.name, ''), COALESCE(mb.surname, ''),
-           u.machine_id, COALESCE(m.machine_name, ''), u.start_ts, u.last_seen, u.end_ts, u.replay
-         FROM uses u
-         LEFT JOIN members mb ON mb.member_id = u.member_id
-         LEFT JOIN machines m ON m.machine_id = u.machine_id
-         WHERE (?1 IS NULL OR u.machine_id = ?1) AND (?2 = 0 OR u.end_ts IS NULL)
+    let mut st = conn.prepare_cached(&format!(
+        "{} WHERE (?1 IS NULL OR u.machine_id = ?1) AND (?2 = 0 OR u.end_ts IS NULL)
          ORDER BY u.start_ts DESC, u.use_id DESC LIMIT ?3",
+        super::workshop::USE_ROW_SELECT
+    ))?;
+    let rows = st.query_map(
+        params![f.machine_id, f.open_only, f.limit],
+        super::workshop::use_row_from_row,
     )?;
-    let rows = st.query_map(params![f.machine_id, f.open_only, f.limit], |r| {
-        let name: String = r.get(2)?;
-        let surname: String = r.get(3)?;
-        Ok(UseRow {
-            id: r.get(0)?,
-            member_id: r.get(1)?,
-            member: full_name(&name, &surname),
-            machine_id: r.get(4)?,
-            machine: r.get(5)?,
-            start: r.get(6)?,
-            last_seen: r.get(7)?,
-            end: r.get(8)?,
-            replay: r.get(9)?,
-        })
-    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

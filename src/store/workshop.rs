@@ -337,14 +337,14 @@ pub fn count_uses(conn: &Connection, q: &UseQuery) -> Result<i64> {
     Ok(st.query_row(params_from_iter(w.args), |r| r.get(0))?)
 }
 
-const USE_ROW_SELECT: &str = "SELECT u.use_id, u.member_id, COALESCE(mb.name, ''),
+pub(super) const USE_ROW_SELECT: &str = "SELECT u.use_id, u.member_id, COALESCE(mb.name, ''),
     COALESCE(mb.surname, ''), u.machine_id, COALESCE(m.machine_name, ''), u.start_ts,
     u.last_seen, u.end_ts, u.replay
     FROM uses u
     LEFT JOIN members mb ON mb.member_id = u.member_id
     LEFT JOIN machines m ON m.machine_id = u.machine_id";
 
-fn use_row_from_row(r: &Row) -> rusqlite::Result<UseRow> {
+pub(super) fn use_row_from_row(r: &Row) -> rusqlite::Result<UseRow> {
     let name: String = r.get(2)?;
     let surname: String = r.get(3)?;
     Ok(UseRow {
