@@ -201,6 +201,14 @@ pub fn outbox_purge_sent(conn: &Connection, before: i64) -> Result<usize> {
     )?)
 }
 
+/// Password-reset links that expired before `before` are deleted; returns how many.
+pub fn delete_password_resets_before(conn: &Connection, before: i64) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM password_resets WHERE expires_at < ?1",
+        [before],
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,50 @@ pub fn enqueue_email(
     enqueue(tx, OutboxKind::Email, &payload, dedupe_key)
 }
 
+/// The end-of-day reminder to a member still signed in (`since` is a local "HH:MM").
+pub fn reminder_email(italian: bool, name: &str, to: &str, since: &str) -> Email {
+    let (subject, hello, body, ignore) = if italian {
+        (
+            "Sei ancora in laboratorio?",
+            "Ciao",
+            format!("risulti ancora dentro dalle {since}. Ricordati di registrare l'uscita quando vai via."),
+            "Se sei già uscito, registra l'uscita al lettore o nel pannello.",
+        )
+    } else {
+        (
+            "Are you still in the lab?",
+            "Hello",
+            format!("you are still signed in since {since}. Remember to sign out when you leave."),
+            "If you have already left, sign out at the reader or in the panel.",
+        )
+    };
+    let text = format!("{hello} {name},\n\n{body}\n\n{ignore}\n");
+    let html = maud::html! {
+        (maud::DOCTYPE)
+        html lang=(if italian { "it" } else { "en" }) {
+            body { p { (hello) " " (name) "," } p { (body) } p { (ignore) } }
+        }
+    }
+    .into_string();
+    Email {
+        to: to.into(),
+        subject: subject.into(),
+        text,
+        html,
+    }
+}
+
+/// `fabgate send test-email`: checks the email settings end to end.
+pub fn test_email(to: &str) -> Email {
+    let text = "This is a test email from fabgate: the lab's email settings work.";
+    Email {
+        to: to.into(),
+        subject: "fabgate test email".into(),
+        text: format!("{text}\n"),
+        html: maud::html! { (maud::DOCTYPE) html { body { p { (text) } } } }.into_string(),
+    }
+}
+
 /// What is kept of a sent email: the recipient and subject, not the body (which may hold
 /// a password-reset link).
 pub fn sent_summary(kind: &str, payload: &str) -> String {
