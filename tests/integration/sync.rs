@@ -335,3 +335,20 @@ fn permanent_failures_show_in_the_panel_and_can_be_retried_or_discarded() {
     assert!(page.body.contains("Waiting (0)"), "{}", page.body);
     assert_eq!(smtp.mails().len(), 1);
 }
+
+#[test]
+fn the_cli_queues_a_test_email_that_the_daemon_sends() {
+    let smtp = SmtpServer::start();
+    let lab = lab_with_smtp(smtp.port(), &[]);
+    let _d = lab.start();
+    let out = lab.ok(&["send", "test-email", "someone@example.org"]);
+    assert!(out.contains("queued"), "{out}");
+    let mails = smtp.wait_for(1, WAIT);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, vec!["someone@example.org".to_string()]);
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("fabgate test email")
+    );
+    lab.fail(&["send", "test-email", "not-an-address"]);
+}
