@@ -41,6 +41,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub retention: RetentionConfig,
     pub metrics: MetricsConfig,
+    pub sync: SyncConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -366,6 +367,71 @@ pub struct MetricsConfig {
     pub listen: String,
 }
 
+/// Outgoing messages (the outbox) and the SMTP defaults. The panel's email settings
+/// (Settings → Outgoing email) win over the `smtp_*` keys here.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Seconds before the first retry of a failed delivery; doubled at each further
+    /// attempt, up to `backoff_cap_s`, with ±20% jitter.
+    pub backoff_base_s: u64,
+    /// Longest wait between two attempts, in seconds.
+    pub backoff_cap_s: u64,
+    /// Seconds between looks at the outbox when nothing wakes the worker.
+    pub poll_interval_s: u64,
+    /// Seconds an SMTP conversation may take before it counts as a failed attempt.
+    pub smtp_timeout_s: u64,
+    /// The panel's address in links sent by email (password reset), e.g.
+    /// "https://fablab.example.org:8443"; "" = https://<this host's name>:<web port>.
+    pub panel_url: String,
+    /// SMTP server; "" = email is queued but not sent until one is set.
+    pub smtp_host: String,
+    /// SMTP port; 0 = 587 for starttls, 465 for tls, 25 for none.
+    pub smtp_port: u16,
+    /// "starttls", "tls" (implicit TLS) or "none" (a local relay only).
+    pub smtp_tls: String,
+    pub smtp_user: String,
+    pub smtp_password: String,
+    /// Sender address of the lab's email.
+    pub smtp_from: String,
+}
+
+impl std::fmt::Debug for SyncConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("backoff_base_s", &self.backoff_base_s)
+            .field("backoff_cap_s", &self.backoff_cap_s)
+            .field("poll_interval_s", &self.poll_interval_s)
+            .field("smtp_timeout_s", &self.smtp_timeout_s)
+            .field("panel_url", &self.panel_url)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_user", &self.smtp_user)
+            .field("smtp_password", &"<hidden>")
+            .field("smtp_from", &self.smtp_from)
+            .finish()
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            backoff_base_s: 30,
+            backoff_cap_s: 3600,
+            poll_interval_s: 5,
+            smtp_timeout_s: 30,
+            panel_url: String::new(),
+            smtp_host: String::new(),
+            smtp_port: 0,
+            smtp_tls: "starttls".into(),
+            smtp_user: String::new(),
+            smtp_password: String::new(),
+            smtp_from: String::new(),
+        }
+    }
+}
+
 impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
@@ -488,6 +554,21 @@ impl Config {
     /// The default configuration as commented TOML is `config/fabgate.toml`, compiled in.
     pub fn default_toml() -> &'static str {
         include_str!("../config/fabgate.toml")
+    }
+
+    /// The panel's address in emailed links: `sync.panel_url`, else this host's name and
+    /// the panel's port (never the Host header of a request, which a stranger controls).
+    pub fn panel_url(&self) -> String {
+        if !self.sync.panel_url.is_empty() {
+            return self.sync.panel_url.trim_end_matches('/').to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let scheme = if self.web.https { "https" } else { "http" };
+        format!("{scheme}://{host}:{}", self.web.listen.port())
     }
 
     /// Directory of the daily backups.
@@ -640,6 +721,25 @@ impl Config {
             return Err(bad(
                 "metrics.listen",
                 "must be an address with a port, e.g. \"127.0.0.1:9883\", or empty",
+            ));
+        }
+        let sy = &self.sync;
+        if sy.backoff_base_s < 1 || sy.backoff_cap_s < sy.backoff_base_s {
+            return Err(bad(
+                "sync.backoff_base_s",
+                "must be at least 1 and at most sync.backoff_cap_s",
+            ));
+        }
+        if sy.poll_interval_s < 1 || sy.smtp_timeout_s < 1 {
+            return Err(bad(
+                "sync.poll_interval_s",
+                "poll_interval_s and smtp_timeout_s must be at least 1",
+            ));
+        }
+        if !["starttls", "tls", "none"].contains(&sy.smtp_tls.as_str()) {
+            return Err(bad(
+                "sync.smtp_tls",
+                "must be \"starttls\", \"tls\" or \"none\"",
             ));
         }
         if log_level(&self.log.level).is_none() {

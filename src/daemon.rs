@@ -87,6 +87,11 @@ impl Daemon {
             daily: jobs::Daily::from_config(config),
         }
         .spawn()?;
+        crate::sync::Worker {
+            store: store.clone(),
+            config: config.sync.clone(),
+        }
+        .spawn()?;
         crate::metrics::start(config, &stats, &hot, store.path())?;
         if !watchdog::wait_started(&stats, THREADS_START) {
             return Err(StartError::Thread(std::io::Error::other(
@@ -111,17 +116,16 @@ impl Daemon {
                  (you must change it at first login)"
             );
         }
-        let web_addr = crate::web::start(
-            crate::web::App::new(
-                store.clone(),
-                hot.clone(),
-                stats.clone(),
-                Rules::from_config(&config.protocol),
-                config.web.clone(),
-                broker.addr().port(),
-            ),
-            &config.store.data_dir,
-        )?;
+        let mut app = crate::web::App::new(
+            store.clone(),
+            hot.clone(),
+            stats.clone(),
+            Rules::from_config(&config.protocol),
+            config.web.clone(),
+            broker.addr().port(),
+        );
+        app.panel_url = config.panel_url();
+        let web_addr = crate::web::start(app, &config.store.data_dir)?;
         let status = format!(
             "fabgate {} ready: MQTT on {}, panel on {}://{}, database {}",
             env!("CARGO_PKG_VERSION"),

@@ -197,7 +197,11 @@ impl Jobs {
         let from = std::mem::replace(last, now);
         if let Some(at) = self.presence.reminder_s() {
             if presence::passed(from, now, at) {
-                presence::remind_still_in(conn)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                presence::remind_still_in(&tx)?;
+                tx.commit()?;
+                crate::sync::wake();
             }
         }
         if let Some(at) = self.presence.closing_s() {

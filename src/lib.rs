@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod readers;
 pub mod store;
+pub mod sync;
 pub mod terminals;
 pub mod validate;
 pub mod watchdog;

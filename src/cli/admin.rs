@@ -182,6 +182,18 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Outcome {
         Command::Export { json } => records::export(ctx, json),
         Command::Purge => super::data::purge(ctx),
         Command::Member(cmd) => super::data::member(ctx, cmd),
+        Command::Send(super::SendCmd::TestEmail { address }) => {
+            crate::validate::email(&address)?;
+            let id = ctx.write(|db| {
+                let mail = crate::sync::outbox::test_email(&address);
+                Ok(crate::sync::outbox::enqueue_email(db, &mail, None)?)
+            })?;
+            ctx.line(format!(
+                "test email queued (outbox row {}); the daemon sends it, see /outbox in the panel",
+                id.unwrap_or(0)
+            ));
+            Ok(())
+        }
         Command::Config(_)
         | Command::Run
         | Command::ImportFabomatic { .. }

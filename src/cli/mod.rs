@@ -107,6 +107,18 @@ pub enum Command {
     Member(MemberCmd),
     /// Check that this machine can run the lab and say what to fix.
     Doctor,
+    /// Queue a message in the outbox; the running daemon delivers it.
+    #[command(subcommand)]
+    Send(SendCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SendCmd {
+    /// Queue a test email to ADDRESS with the lab's email settings.
+    TestEmail {
+        /// Recipient.
+        address: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -116,17 +116,48 @@ pub fn someone_else_in(db: &Connection, member_id: i64) -> Result<bool> {
     Ok(store::count_present_except(db, member_id)? > 0)
 }
 
-/// The end-of-day reminder hook: members still in at the reminder time. For now this logs
-/// them at info and returns them; the sync issue queues the reminder email here, in the
-/// caller's transaction, so a reminder is sent once the outbox row is committed.
+/// The end-of-day reminder: members still in at the reminder time get an email (when
+/// they have an address), queued in the caller's transaction; one per stay (the outbox's
+/// dedupe key is the presence record), however often this runs. Returns them.
 pub fn remind_still_in(db: &Connection) -> Result<Vec<PresenceRow>> {
+    use rusqlite::OptionalExtension;
     let still_in = store::present(db)?;
+    let lab_it = store::setting(db, "language")?.is_some_and(|l| l.starts_with("it"));
+    let mut queued = 0;
     for p in &still_in {
         log::info!(
             "presence: reminder for member {}, signed in since {}",
             p.member_id,
             p.signed_in_at
         );
+        let contact: Option<(Option<String>, Option<String>)> = db
+            .query_row(
+                "SELECT email, language FROM members WHERE member_id = ?1 AND deleted = 0",
+                [p.member_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((Some(address), language)) = contact else {
+            continue;
+        };
+        if address.trim().is_empty() {
+            continue;
+        }
+        let italian = language.map_or(lab_it, |l| l.starts_with("it"));
+        let since = local_seconds_of_day(p.signed_in_at);
+        let mail = crate::sync::outbox::reminder_email(
+            italian,
+            &p.name,
+            &address,
+            &format!("{:02}:{:02}", since / 3600, since % 3600 / 60),
+        );
+        let key = format!("presence-reminder:{}", p.id);
+        if crate::sync::outbox::enqueue_email(db, &mail, Some(&key))?.is_some() {
+            queued += 1;
+        }
+    }
+    if queued > 0 {
+        log::info!("presence: {queued} reminder emails queued");
     }
     Ok(still_in)
 }
@@ -363,5 +394,36 @@ mod tests {
         assert_eq!(last_occurrence(now, sod), now);
         assert_eq!(last_occurrence(now, (sod + 1) % 86_400), now - 86_399);
         assert!(passed(now - 90_000, now, 0));
+    }
+}
+
+#[cfg(test)]
+mod reminder_tests {
+    use super::*;
+    use crate::config::Synchronous;
+
+    #[test]
+    fn the_reminder_queues_one_email_per_stay_in_the_members_language() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::Store::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
+        let mut db = s.connect().unwrap();
+        db.execute_batch(
+            "INSERT INTO members (member_id, name, role_id, email, language, created_at)
+               VALUES (1, 'Giulia', (SELECT MIN(role_id) FROM roles), 'g@example.org', 'it', 0),
+                      (2, 'Nomail', (SELECT MIN(role_id) FROM roles), NULL, NULL, 0);
+             INSERT INTO presence (member_id, signed_in_at, in_source) VALUES (1, 100, 'cli'), (2, 100, 'cli');",
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let tx = db.transaction().unwrap();
+            assert_eq!(remind_still_in(&tx).unwrap().len(), 2);
+            tx.commit().unwrap();
+        }
+        let rows = store::outbox_due(&db, i64::MAX, 10).unwrap();
+        assert_eq!(rows.len(), 1, "one email, once");
+        let mail: crate::sync::outbox::Email = serde_json::from_str(&rows[0].payload).unwrap();
+        assert_eq!(mail.to, "g@example.org");
+        assert_eq!(mail.subject, "Sei ancora in laboratorio?");
+        assert!(mail.text.starts_with("Ciao Giulia"), "{}", mail.text);
     }
 }

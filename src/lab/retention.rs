@@ -10,6 +10,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 const DAY_S: i64 = 86_400;
+/// Days a delivered message's record (recipient, subject) stays in the outbox.
+pub const OUTBOX_SENT_DAYS: i64 = 30;
 
 /// Retention periods, from `[retention]` in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,12 @@ pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport
     report.unknown_cards_deleted =
         store::delete_unknown_cards_before(db, now - rules.unknown_cards_days * DAY_S)?;
     report.presence_deleted = super::presence::purge(db, now, rules.presence_days)?;
+    // Records of delivered messages (recipient and subject) and spent reset links.
+    let sent = store::outbox_purge_sent(db, now - OUTBOX_SENT_DAYS * DAY_S)?;
+    let resets = store::delete_password_resets_before(db, now - DAY_S)?;
+    if sent + resets > 0 {
+        log::info!("purge: {sent} delivered outbox records and {resets} old reset links deleted");
+    }
     Ok(report)
 }
 

@@ -196,6 +196,27 @@ pub fn render(src: &Source) -> String {
         "Size of the SQLite database and its WAL.",
         db_bytes as f64,
     );
+    // Outbox depth: messages waiting for the network, and those that failed for good.
+    let counts = rusqlite::Connection::open_with_flags(
+        &src.database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()
+    .and_then(|c| crate::store::outbox_counts(&c).ok());
+    if let Some((pending, failed)) = counts {
+        gauge(
+            &mut out,
+            "fabgate_outbox_pending",
+            "Outgoing messages waiting for delivery.",
+            pending as f64,
+        );
+        gauge(
+            &mut out,
+            "fabgate_outbox_failed",
+            "Outgoing messages that failed permanently.",
+            failed as f64,
+        );
+    }
     if let Some(rss) = health::rss_bytes() {
         gauge(
             &mut out,

@@ -162,4 +162,32 @@ ALTER TABLE machine_types ADD COLUMN needs_second_person INTEGER NOT NULL DEFAUL
     r#"
 CREATE INDEX interventions_time ON interventions(timestamp);
 "#,
+    // 5: the outbox (offline-first sync) and password-reset tokens.
+    r#"
+-- Every outgoing message is a row written in the same transaction as the change that
+-- caused it; the sync worker delivers it when the network is there.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL CHECK (kind IN ('email', 'calendar', 'webhook')),
+    payload         TEXT NOT NULL,             -- JSON; bodies are cleared once sent
+    dedupe_key      TEXT UNIQUE,               -- NULL = no de-duplication
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    state           TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+    sent_at         INTEGER
+);
+CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
+CREATE INDEX outbox_state ON outbox(state, id);
+-- Password-reset links: only SHA-256 of the token is stored; single use, short-lived.
+CREATE TABLE password_resets (
+    token_hash BLOB PRIMARY KEY,
+    member_id  INTEGER NOT NULL REFERENCES members(member_id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) WITHOUT ROWID;
+CREATE INDEX password_resets_member ON password_resets(member_id);
+"#,
 ];

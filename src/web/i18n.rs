@@ -54,13 +54,21 @@ pub fn tr(lang: Lang, en: &'static str) -> &'static str {
 }
 
 fn italian() -> &'static HashMap<&'static str, &'static str> {
-    use crate::web::pages::{people, presence, system, workshop};
+    use crate::web::pages::{outbox, people, presence, reset, system, workshop};
     static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
     MAP.get_or_init(|| {
-        [IT, people::IT, workshop::IT, system::IT, presence::IT]
-            .into_iter()
-            .flat_map(|t| t.iter().copied())
-            .collect()
+        [
+            IT,
+            people::IT,
+            workshop::IT,
+            system::IT,
+            presence::IT,
+            reset::IT,
+            outbox::IT,
+        ]
+        .into_iter()
+        .flat_map(|t| t.iter().copied())
+        .collect()
     })
 }
 

@@ -43,6 +43,8 @@ pub struct App {
     /// The MQTT port, to count connected clients on the system page.
     pub mqtt_port: u16,
     pub started: Instant,
+    /// The panel's address in emailed links (password reset), without a trailing slash.
+    pub panel_url: String,
     throttle: Mutex<session::Throttle>,
     /// argon2 needs 19 MiB per hash: one at a time on a 512 MB Pi.
     hashing: Mutex<()>,
@@ -70,6 +72,7 @@ impl App {
             rules,
             cfg,
             started: Instant::now(),
+            panel_url: String::new(),
             throttle: Mutex::default(),
             hashing: Mutex::default(),
             live_clients: Arc::default(),

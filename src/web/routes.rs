@@ -4,7 +4,7 @@
 
 use super::http::{Method, Req, Resp};
 use super::i18n::{tr, Lang};
-use super::pages::{dashboard, login, people, presence, system, workshop, Ctx};
+use super::pages::{dashboard, login, outbox, people, presence, reset, system, workshop, Ctx};
 use super::session::{self, COOKIE};
 use super::{accounts, time, App};
 use rusqlite::Connection;
@@ -75,6 +75,13 @@ fn route(cx: &mut Ctx) -> Resp {
     if matches!(public.first(), Some(&"wall") | Some(&"in")) {
         return presence::public(cx, method, &public).unwrap_or_else(|| cx.not_found());
     }
+    // Password reset by email: the link carries its own secret.
+    if matches!(
+        public.as_slice(),
+        ["password", "forgot"] | ["password", "reset", _]
+    ) {
+        return reset::route(cx, method, &public).unwrap_or_else(|| cx.not_found());
+    }
     let Some(session) = cx.session.clone() else {
         return match method {
             Method::Get => Resp::redirect("/login"),
@@ -117,6 +124,7 @@ fn route(cx: &mut Ctx) -> Resp {
         }
         Some("system" | "boards" | "settings" | "backup") => system::route(cx, method, &segments),
         Some("presence") => presence::route(cx, method, &segments),
+        Some("outbox") => outbox::route(cx, method, &segments),
         _ => None,
     };
     routed.unwrap_or_else(|| cx.not_found())

@@ -201,6 +201,8 @@ fn metrics_are_served_in_prometheus_format() {
         "fabgate_reply_latency_seconds_bucket{le=\"+Inf\"} 3",
         "fabgate_reply_latency_seconds_count 3",
         "fabgate_boards_online 1",
+        "fabgate_outbox_pending 0",
+        "fabgate_outbox_failed 0",
         "# TYPE fabgate_reply_latency_seconds histogram",
     ] {
         assert!(

@@ -17,3 +17,4 @@ mod panel_presence;
 mod panel_workshop;
 mod readers;
 mod startup;
+mod sync;

@@ -27,6 +27,7 @@ pub fn form(cx: &Ctx, error: Option<&str>, email: &str) -> Resp {
                         input type="password" name="password" required autocomplete="current-password"; }
                     button type="submit" { (tr(lang, "Log in")) }
                 }
+                p { a href="/password/forgot" { (tr(lang, "Forgot your password?")) } }
             }
         },
     )

@@ -3,10 +3,14 @@
 
 pub mod dashboard;
 pub mod login;
+/// Outgoing messages waiting, failed and delivered.
+pub mod outbox;
 /// Members, roles, authorizations, unknown cards.
 pub mod people;
 /// The building register: who is in, history, phone links, wall screen.
 pub mod presence;
+/// Password reset by email.
+pub mod reset;
 /// Boards, system state, backups, settings.
 pub mod system;
 /// Machines, machine types, maintenance, usage history, exports.

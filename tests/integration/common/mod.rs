@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod chrome;
+pub mod smtp;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;

@@ -1,0 +1,174 @@
+//! Email over SMTP with lettre's blocking transport, called only from the sync worker.
+//! STARTTLS, implicit TLS, or plain SMTP to a local relay; multipart text + HTML.
+//! A 5xx answer or a bad address is permanent; everything else (4xx, no network, TLS
+//! trouble, a timeout) is tried again later.
+
+use super::outbox::Email;
+use super::Outcome;
+use crate::config::SyncConfig;
+use crate::store;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+use rusqlite::Connection;
+use std::time::Duration;
+
+/// The SMTP settings in force: the panel's (settings table) over the config file's.
+#[derive(Clone, PartialEq)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: String,
+    pub user: String,
+    pub password: String,
+    pub from: String,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        write!(
+            f,
+            "{}:{} ({}) as {:?}",
+            self.host, self.port, self.tls, self.user
+        )
+    }
+}
+
+impl Smtp {
+    pub fn load(db: &Connection, c: &SyncConfig) -> Smtp {
+        let get = |key: &str, default: &str| -> String {
+            match store::setting(db, key).ok().flatten() {
+                Some(v) if !v.is_empty() => v,
+                _ => default.to_string(),
+            }
+        };
+        let tls = get("smtp_tls", &c.smtp_tls);
+        let default_port = if c.smtp_port != 0 {
+            c.smtp_port
+        } else {
+            match tls.as_str() {
+                "tls" => 465,
+                "none" => 25,
+                _ => 587,
+            }
+        };
+        Smtp {
+            host: get("smtp_host", &c.smtp_host),
+            port: get("smtp_port", "")
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .unwrap_or(default_port),
+            tls,
+            user: get("smtp_user", &c.smtp_user),
+            password: get("smtp_password", &c.smtp_password),
+            from: get("smtp_from", &c.smtp_from),
+            timeout: Duration::from_secs(c.smtp_timeout_s),
+        }
+    }
+}
+
+/// Builds the MIME message; a bad address is an `Err` (permanent).
+pub fn message(smtp: &Smtp, email: &Email) -> Result<Message, String> {
+    let from: Mailbox = smtp
+        .from
+        .parse()
+        .map_err(|e| format!("bad sender address: {e}"))?;
+    let to: Mailbox = email
+        .to
+        .parse()
+        .map_err(|e| format!("bad recipient address: {e}"))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(email.subject.clone())
+        .multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            email.html.clone(),
+        ))
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+fn transport(smtp: &Smtp) -> Result<SmtpTransport, lettre::transport::smtp::Error> {
+    let builder = match smtp.tls.as_str() {
+        "tls" => SmtpTransport::relay(&smtp.host)?,
+        "none" => SmtpTransport::builder_dangerous(&smtp.host),
+        _ => SmtpTransport::starttls_relay(&smtp.host)?,
+    };
+    let mut builder = builder.port(smtp.port).timeout(Some(smtp.timeout));
+    if !smtp.user.is_empty() {
+        builder = builder.credentials(Credentials::new(smtp.user.clone(), smtp.password.clone()));
+    }
+    Ok(builder.build())
+}
+
+/// Sends one email.
+pub fn send(smtp: &Smtp, email: &Email) -> Outcome {
+    if smtp.host.is_empty() || smtp.from.is_empty() {
+        return Outcome::Retry("email is not set up (Settings → Outgoing email)".into());
+    }
+    let msg = match message(smtp, email) {
+        Ok(m) => m,
+        Err(e) => return Outcome::Permanent(e),
+    };
+    let t = match transport(smtp) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Retry(describe(&e)),
+    };
+    match t.send(&msg) {
+        Ok(_) => Outcome::Sent,
+        Err(e) if e.is_permanent() => Outcome::Permanent(describe(&e)),
+        Err(e) => Outcome::Retry(describe(&e)),
+    }
+}
+
+/// An error for the panel and the log: the server's code and words, never credentials
+/// (lettre's errors do not carry them).
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(code) = e.status() {
+        if !s.contains(&code.to_string()) {
+            s = format!("{code} {s}");
+        }
+    }
+    s.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_win_over_config_and_the_password_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::Store::open(&dir.path().join("l.db"), crate::config::Synchronous::Normal)
+            .unwrap();
+        let db = s.connect().unwrap();
+        let mut c = SyncConfig {
+            smtp_host: "config.example.org".into(),
+            smtp_password: "config-secret".into(),
+            smtp_from: "lab@example.org".into(),
+            ..SyncConfig::default()
+        };
+        let smtp = Smtp::load(&db, &c);
+        assert_eq!((smtp.host.as_str(), smtp.port), ("config.example.org", 587));
+        store::set_setting(&db, "smtp_host", "panel.example.org").unwrap();
+        store::set_setting(&db, "smtp_tls", "tls").unwrap();
+        store::set_setting(&db, "smtp_password", "panel-secret").unwrap();
+        c.smtp_port = 0;
+        let smtp = Smtp::load(&db, &c);
+        assert_eq!((smtp.host.as_str(), smtp.port), ("panel.example.org", 465));
+        assert_eq!(smtp.password, "panel-secret");
+        let shown = format!("{smtp:?} {c:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        let bad = Email {
+            to: "not an address".into(),
+            subject: "x".into(),
+            text: "x".into(),
+            html: "x".into(),
+        };
+        assert!(matches!(send(&smtp, &bad), Outcome::Permanent(_)));
+    }
+}

@@ -1,0 +1,196 @@
+//! The sync worker: the one thread that talks to the network for the lab. It delivers the
+//! outbox rows that are due (email now; Google Calendar and webhooks later), marks them
+//! sent, schedules a retry with backoff, or marks them failed when the error is permanent.
+//! All its state is in the `outbox` table, so a restart (or a power cut mid-delivery)
+//! loses nothing: a row is only `sent` once the server has accepted it (at-least-once).
+//!
+//! Code that queues a row in this process calls `wake()` after its commit, so the worker
+//! does not wait for its next poll.
+
+pub mod email;
+pub mod outbox;
+
+use crate::config::SyncConfig;
+use crate::store::{self, Store};
+use outbox::{Backoff, Email};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent,
+    /// Try again later (no network, 4xx, timeout...).
+    Retry(String),
+    /// Never try again by itself (5xx, bad address, bad payload).
+    Permanent(String),
+}
+
+/// The worker's view of the network, for the panel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// Last delivery accepted by a server (Unix seconds).
+    pub last_success: Option<i64>,
+    /// Last attempt that failed, and why.
+    pub last_failure: Option<(i64, String)>,
+}
+
+impl Status {
+    /// Online when the last attempt succeeded; unknown before any attempt.
+    pub fn online(&self) -> Option<bool> {
+        match (self.last_success, &self.last_failure) {
+            (None, None) => None,
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (Some(ok), Some((bad, _))) => Some(ok >= *bad),
+        }
+    }
+}
+
+static STATUS: Mutex<Status> = Mutex::new(Status {
+    last_success: None,
+    last_failure: None,
+});
+static WAKE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// The worker's last successes and failures in this process.
+pub fn status() -> Status {
+    STATUS.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Asks the worker to look at the outbox now (after committing a new or retried row).
+pub fn wake() {
+    let (lock, cv) = &WAKE;
+    if let Ok(mut w) = lock.lock() {
+        *w = true;
+        cv.notify_all();
+    }
+}
+
+fn wait(timeout: Duration) {
+    let (lock, cv) = &WAKE;
+    let Ok(mut w) = lock.lock() else {
+        std::thread::sleep(timeout);
+        return;
+    };
+    if !*w {
+        w = match cv.wait_timeout(w, timeout) {
+            Ok((w, _)) => w,
+            Err(_) => return,
+        };
+    }
+    *w = false;
+}
+
+/// Rows delivered per look at the outbox.
+const BATCH: usize = 20;
+
+/// The worker thread.
+pub struct Worker {
+    pub store: Store,
+    pub config: SyncConfig,
+}
+
+impl Worker {
+    pub fn spawn(self) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("sync".into())
+            .spawn(move || self.run())?;
+        Ok(())
+    }
+
+    fn run(self) {
+        let poll = Duration::from_secs(self.config.poll_interval_s);
+        let mut conn = None;
+        loop {
+            if conn.is_none() {
+                conn = match self.store.connect() {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        log::error!("sync: cannot open the database: {e}");
+                        None
+                    }
+                };
+            }
+            let mut more = false;
+            if let Some(c) = conn.as_ref() {
+                match self.deliver_due(c) {
+                    Ok(n) => more = n == BATCH,
+                    Err(e) => {
+                        log::error!("sync: {e}");
+                        conn = None;
+                    }
+                }
+            }
+            if !more {
+                let until_due = conn
+                    .as_ref()
+                    .and_then(|c| store::outbox_next_due(c).ok().flatten())
+                    .map(|at| Duration::from_secs((at - store::now()).max(0) as u64))
+                    .unwrap_or(poll);
+                wait(until_due.min(poll).max(Duration::from_millis(200)));
+            }
+        }
+    }
+
+    /// Delivers the rows due now; returns how many it tried.
+    pub fn deliver_due(&self, conn: &rusqlite::Connection) -> store::Result<usize> {
+        let rows = store::outbox_due(conn, store::now(), BATCH)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let smtp = email::Smtp::load(conn, &self.config);
+        let backoff = Backoff::from_config(&self.config);
+        for row in &rows {
+            let outcome = match row.kind.as_str() {
+                "email" => match serde_json::from_str::<Email>(&row.payload) {
+                    Ok(e) => email::send(&smtp, &e),
+                    Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
+                },
+                other => Outcome::Retry(format!("{other} delivery is not available yet")),
+            };
+            let now = store::now();
+            match outcome {
+                Outcome::Sent => {
+                    store::outbox_mark_sent(
+                        conn,
+                        row.id,
+                        now,
+                        &outbox::sent_summary(&row.kind, &row.payload),
+                    )?;
+                    log::info!("sync: outbox row {} ({}) delivered", row.id, row.kind);
+                    if let Ok(mut s) = STATUS.lock() {
+                        s.last_success = Some(now);
+                    }
+                }
+                Outcome::Retry(why) => {
+                    let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+                    let delay = backoff.delay_random(attempts);
+                    store::outbox_mark_retry(conn, row.id, now + delay.as_secs() as i64, &why)?;
+                    log::warn!(
+                        "sync: outbox row {} ({}) not delivered, attempt {attempts}, retry in {} s: {why}",
+                        row.id,
+                        row.kind,
+                        delay.as_secs()
+                    );
+                    if let Ok(mut s) = STATUS.lock() {
+                        s.last_failure = Some((now, why));
+                    }
+                }
+                Outcome::Permanent(why) => {
+                    store::outbox_mark_failed(conn, row.id, &why)?;
+                    log::error!(
+                        "sync: outbox row {} ({}) failed for good: {why}",
+                        row.id,
+                        row.kind
+                    );
+                    if let Ok(mut s) = STATUS.lock() {
+                        // The server answered: the network is there.
+                        s.last_success.get_or_insert(now);
+                    }
+                }
+            }
+        }
+        Ok(rows.len())
+    }
+}
