@@ -68,6 +68,7 @@ fn panel_in_a_real_browser() {
         ("/maintenance", "maintenance"),
         ("/uses", "history"),
         ("/exports", "exports"),
+        ("/outbox", "outbox"),
         ("/system", "system"),
         ("/settings", "settings"),
     ] {

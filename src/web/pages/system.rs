@@ -57,6 +57,10 @@ pub const IT: &[(&str, &str)] = &[
     ("Lab", "Laboratorio"),
     ("MQTT clients connected", "Client MQTT connessi"),
     ("The Pi", "Il Pi"),
+    ("Outgoing messages", "Messaggi in uscita"),
+    ("waiting", "in attesa"),
+    ("failed", "falliti"),
+    ("Outbox", "Posta in uscita"),
     ("SoC temperature", "Temperatura del SoC"),
     ("Power and throttling", "Alimentazione e limitazioni"),
     ("Free disk", "Disco libero"),
@@ -181,6 +185,7 @@ fn system(cx: &mut Ctx) -> Resp {
     let db_bytes = file_size(&db_path) + file_size(&db_path.with_extension("db-wal"));
     let stats = &cx.app.stats;
     let uptime = cx.app.started.elapsed().as_secs() as i64;
+    let outbox = store::outbox_counts(cx.db).unwrap_or((0, 0));
     let (soc, throttled) = (crate::health::soc_temperature(), crate::health::throttled());
     let disk = crate::health::disk_space(db_path.parent().unwrap_or(std::path::Path::new(".")));
     let (clock, boot) = (clock_synchronised(), crate::health::uptime());
@@ -242,6 +247,10 @@ fn system(cx: &mut Ctx) -> Resp {
                 (stats.sent.load(Ordering::Relaxed)) " " (tr(lang, "answered")) " · "
                 (stats.dropped.load(Ordering::Relaxed)) " " (tr(lang, "dropped")) } }
             tr { th { (tr(lang, "Database")) } td { (db_path.display()) } }
+            tr { th { (tr(lang, "Outgoing messages")) } td {
+                (outbox.0) " " (tr(lang, "waiting")) " · " (outbox.1) " " (tr(lang, "failed")) " · "
+                a href="/outbox" { (tr(lang, "Outbox")) }
+            } }
         } } }
         h2 { (tr(lang, "Download a backup")) }
         p { (tr(lang, "A consistent copy of the database, taken while the lab runs.")) " "
