@@ -137,6 +137,7 @@ fn local_time_in(secs: i64) -> String {
 #[test]
 fn closing_time_signs_everyone_out_automatically() {
     let mut lab = lab_with("");
+    lab.sql("UPDATE members SET email = 'carla@lab.org', language = 'it' WHERE member_id = 3");
     lab.ok(&["presence", "sign-in", "aabbccd3"]);
     lab.ok(&["presence", "sign-in", "aabbccd1"]);
     // Times of day a few seconds ahead, with room for a slow start on a busy CI machine.
@@ -155,6 +156,14 @@ fn closing_time_signs_everyone_out_automatically() {
     };
     slow("presence: reminder for member 3");
     assert_eq!(present_ids(&lab).len(), 2, "the reminder signs nobody out");
+    // Carla has an email: the reminder is queued in the outbox (once), in Italian; Anna
+    // has none and gets no mail.
+    slow("presence: 1 reminder emails queued");
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM outbox WHERE kind = 'email' AND payload LIKE '%carla@lab.org%' AND payload LIKE '%Sei ancora in laboratorio?%'"),
+        1
+    );
+    assert_eq!(lab.count("SELECT COUNT(*) FROM outbox"), 1);
     slow("presence: closing time, 2 signed out");
     assert!(present_ids(&lab).is_empty());
     assert_eq!(
