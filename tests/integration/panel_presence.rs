@@ -137,3 +137,17 @@ fn phone_link_and_wall_screen() {
     assert_eq!(screen.status, 200);
     assert!(screen.body.contains("Carla") && !screen.body.contains("<form"));
 }
+
+#[test]
+fn cards_tapped_at_the_entrance_can_become_members() {
+    // An entrance reader records unknown cards without a machine.
+    let (lab, d) = start_f();
+    lab.sql(&format!(
+        "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES ('0badcafe', NULL, {})",
+        now()
+    ));
+    let mut b = admin(&d);
+    let page = b.get("/unknown-cards");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("0badcafe"), "{}", page.body);
+}
