@@ -61,14 +61,20 @@ pub fn seed_defaults(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Email of the administrator the daemon creates on a lab where nobody can log into the
+/// panel (`web::accounts::ensure_first_admin`).
+pub const FIRST_ADMIN_EMAIL: &str = "admin@fabgate.local";
+
 /// Does the lab hold no data of its own yet? Roles and machine types do not count: a fresh
-/// database is seeded with them (`seed_defaults`), and an import replaces them.
+/// database is seeded with them (`seed_defaults`), and an import replaces them. Neither does
+/// the first administrator the daemon made on its first start.
 pub fn lab_is_empty(conn: &Connection) -> Result<bool> {
     Ok(!conn
         .prepare_cached(
-            "SELECT 1 WHERE EXISTS (SELECT 1 FROM members) OR EXISTS (SELECT 1 FROM machines)",
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM members WHERE email IS NOT ?1)
+             OR EXISTS (SELECT 1 FROM machines)",
         )?
-        .exists([])?)
+        .exists([FIRST_ADMIN_EMAIL])?)
 }
 
 /// The schema version written in the file.

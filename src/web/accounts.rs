@@ -5,8 +5,7 @@ use crate::passwords::{self, Verdict};
 use crate::store::{self, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// Email of the administrator created on first start.
-pub const FIRST_ADMIN_EMAIL: &str = "admin@fabgate.local";
+pub use crate::store::FIRST_ADMIN_EMAIL;
 
 /// A panel account found by email.
 pub struct Account {

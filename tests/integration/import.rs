@@ -74,3 +74,16 @@ fn every_sample_imports_through_the_cli() {
         }
     }
 }
+
+#[test]
+fn importing_after_a_first_start_needs_no_replace() {
+    // Someone tries fabgate once (the first admin is created), then imports their lab.
+    let lab = Lab::bare();
+    let d = lab.start();
+    assert!(d.admin_password.is_some());
+    d.stop();
+    lab.ok(&["import-fabomatic", &sample("0.1.5")]);
+    // The next start makes a fresh first admin, since the sample's roles lack panel access.
+    let d = lab.start();
+    assert!(d.admin_password.is_some());
+}
