@@ -190,4 +190,16 @@ CREATE TABLE password_resets (
 ) WITHOUT ROWID;
 CREATE INDEX password_resets_member ON password_resets(member_id);
 "#,
+    // 6: Google Calendar events of usage sessions (sync::calendar).
+    r#"
+-- The newest state of each event Google has accepted: a queued change older than `rev`
+-- is superseded and never sent (rows can be delivered out of order after retries).
+CREATE TABLE calendar_events (
+    event_id TEXT PRIMARY KEY,
+    use_id   INTEGER NOT NULL,
+    rev      INTEGER NOT NULL,
+    etag     TEXT,
+    sent_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
