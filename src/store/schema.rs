@@ -192,14 +192,16 @@ CREATE INDEX password_resets_member ON password_resets(member_id);
 "#,
     // 6: Google Calendar events of usage sessions (sync::calendar).
     r#"
--- The newest state of each event Google has accepted: a queued change older than `rev`
--- is superseded and never sent (rows can be delivered out of order after retries).
+-- One row per event: every change queued for it gets the next `queued_rev`; `sent_rev` is
+-- the newest Google accepted, so a change delivered late (after retries) never overwrites
+-- a newer one.
 CREATE TABLE calendar_events (
-    event_id TEXT PRIMARY KEY,
-    use_id   INTEGER NOT NULL,
-    rev      INTEGER NOT NULL,
-    etag     TEXT,
-    sent_at  INTEGER NOT NULL
+    event_id   TEXT PRIMARY KEY,
+    use_id     INTEGER NOT NULL,
+    queued_rev INTEGER NOT NULL DEFAULT 0,
+    sent_rev   INTEGER NOT NULL DEFAULT 0,
+    etag       TEXT,
+    sent_at    INTEGER
 ) WITHOUT ROWID;
 "#,
 ];

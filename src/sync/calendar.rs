@@ -7,9 +7,9 @@
 //!
 //! Idempotency: the event id is chosen here from the use id (`fabgate` + the use id in
 //! base32hex), so an insert retried after a lost response gets 409 and becomes an update.
-//! Each queued change carries a revision (1 = open session, 2 = closed); the newest
-//! revision Google accepted is kept in `calendar_events`, and an older change delivered
-//! late (after retries) is dropped instead of overwriting the newer one.
+//! Each queued change carries the event's next revision (counted in `calendar_events` in
+//! the same transaction); the newest revision Google accepted is kept there too, and an
+//! older change delivered late (after retries) is dropped instead of overwriting a newer.
 //!
 //! 429, 403 `rateLimitExceeded`, 5xx, timeouts and network errors are tried again through
 //! the outbox; other 4xx are permanent. Neither the key nor tokens are ever logged.
@@ -21,6 +21,7 @@ use base64::Engine;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -96,12 +97,12 @@ pub fn event_id(use_id: i64) -> String {
 /// A queued calendar change (the outbox payload).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalendarOp {
-    /// "insert" or "update".
+    /// "insert", "update" or "delete".
     pub op: String,
     pub event_id: String,
     pub calendar_id: String,
     pub use_id: i64,
-    /// 1 = the session is open, 2 = closed; an older revision never overwrites a newer.
+    /// Counts the changes queued for this event; an older one never overwrites a newer.
     pub rev: i64,
     pub event: Value,
 }
@@ -112,13 +113,8 @@ fn rfc3339(t: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The event of a use as it stands in `db`, with its revision.
-fn event_of(
-    db: &Connection,
-    t: &Target,
-    use_id: i64,
-    now: i64,
-) -> store::Result<Option<(i64, Value)>> {
+/// The event of a use as it stands in `db`.
+fn event_of(db: &Connection, t: &Target, use_id: i64, now: i64) -> store::Result<Option<Value>> {
     let row = db
         .query_row(
             "SELECT u.start_ts, u.end_ts, m.machine_name, p.name, p.surname
@@ -149,9 +145,9 @@ fn event_of(
     } else {
         format!("{machine} — {who}")
     };
-    let (rev, end) = match end {
-        Some(e) => (2, e.max(start)),
-        None => (1, now.max(start) + OPEN_EVENT_S),
+    let end = match end {
+        Some(e) => e.max(start),
+        None => now.max(start) + OPEN_EVENT_S,
     };
     let event = json!({
         "id": event_id(use_id),
@@ -160,7 +156,7 @@ fn event_of(
         "end": { "dateTime": rfc3339(end) },
         "extendedProperties": { "private": { "fabgate_use": use_id.to_string() } },
     });
-    Ok(Some((rev, event)))
+    Ok(Some(event))
 }
 
 fn queue(db: &Connection, use_id: i64, op: &str, now: i64) -> store::Result<()> {
@@ -170,7 +166,8 @@ fn queue(db: &Connection, use_id: i64, op: &str, now: i64) -> store::Result<()> 
     queue_for(db, t, use_id, op, now)
 }
 
-/// Queues the event of `use_id` for `t` (in the caller's transaction).
+/// Queues the event of `use_id` for `t` (in the caller's transaction). A use that is
+/// gone is queued as a deletion.
 pub fn queue_for(
     db: &Connection,
     t: &Target,
@@ -178,22 +175,39 @@ pub fn queue_for(
     op: &str,
     now: i64,
 ) -> store::Result<()> {
-    let Some((rev, event)) = event_of(db, t, use_id, now)? else {
-        return Ok(());
+    let (op, event) = match event_of(db, t, use_id, now)? {
+        Some(e) => (op, e),
+        None => ("delete", Value::Null),
     };
     let id = event_id(use_id);
+    let rev: i64 = db.query_row(
+        "INSERT INTO calendar_events (event_id, use_id, queued_rev) VALUES (?1, ?2, 1)
+         ON CONFLICT (event_id) DO UPDATE SET queued_rev = queued_rev + 1
+         RETURNING queued_rev",
+        params![id, use_id],
+        |r| r.get(0),
+    )?;
     let payload = CalendarOp {
         op: op.into(),
-        event_id: id.clone(),
+        event_id: id,
         calendar_id: t.calendar_id.clone(),
         use_id,
         rev,
         event,
     };
     let payload = serde_json::to_string(&payload).expect("a calendar change serialises");
-    let key = format!("calendar:{}:{id}:{rev}", t.calendar_id);
-    super::outbox::enqueue(db, OutboxKind::Calendar, &payload, Some(&key))?;
+    super::outbox::enqueue(db, OutboxKind::Calendar, &payload, None)?;
+    QUEUED.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+static QUEUED: AtomicBool = AtomicBool::new(false);
+
+/// Wakes the sync worker if this process queued calendar changes (call after committing).
+pub fn wake_if_queued() {
+    if QUEUED.swap(false, Ordering::Relaxed) {
+        super::wake();
+    }
 }
 
 /// A usage session was recorded (open, or already closed): queue its event.
@@ -201,9 +215,14 @@ pub fn use_opened(db: &Connection, use_id: i64, now: i64) -> store::Result<()> {
     queue(db, use_id, "insert", now)
 }
 
-/// A usage session was closed: queue the update of its event.
+/// A usage session was closed or corrected: queue the update of its event.
 pub fn use_closed(db: &Connection, use_id: i64, now: i64) -> store::Result<()> {
     queue(db, use_id, "update", now)
+}
+
+/// A usage session was deleted (call after deleting the row): queue the event's deletion.
+pub fn use_deleted(db: &Connection, use_id: i64, now: i64) -> store::Result<()> {
+    queue(db, use_id, "delete", now)
 }
 
 /// What is kept of a delivered change.
@@ -411,6 +430,11 @@ impl Google {
                     .header("Authorization", &auth)
                     .content_type("application/json")
                     .send(b.to_string()),
+                ("DELETE", _) => self
+                    .agent
+                    .delete(&url)
+                    .header("Authorization", &auth)
+                    .call(),
                 _ => self.agent.get(&url).header("Authorization", &auth).call(),
             };
             let mut resp = result.map_err(transport)?;
@@ -430,18 +454,30 @@ impl Google {
         self.call("POST", &path, Some(&op.event))
     }
 
-    fn update(&mut self, op: &CalendarOp) -> Result<Reply, Outcome> {
-        let path = format!(
+    fn event_path(op: &CalendarOp) -> String {
+        format!(
             "/calendars/{}/events/{}",
             segment(&op.calendar_id),
             segment(&op.event_id)
-        );
-        self.call("PUT", &path, Some(&op.event))
+        )
+    }
+
+    fn update(&mut self, op: &CalendarOp) -> Result<Reply, Outcome> {
+        self.call("PUT", &Self::event_path(op), Some(&op.event))
     }
 
     /// Puts the event in the calendar whatever is already there: insert, or update when
     /// it exists (409), or insert when an update finds nothing (404).
     fn upsert(&mut self, op: &CalendarOp) -> Result<Reply, Outcome> {
+        if op.op == "delete" {
+            let r = self.call("DELETE", &Self::event_path(op), None)?;
+            // Already gone (or never made it) is what we wanted.
+            return Ok(if r.0 == 404 || r.0 == 410 {
+                (204, String::new())
+            } else {
+                r
+            });
+        }
         if op.op == "update" {
             let r = self.update(op)?;
             if r.0 != 404 {
@@ -485,7 +521,7 @@ pub fn deliver(db: &Connection, c: &SyncConfig, payload: &str) -> Outcome {
     };
     let done: Option<i64> = match db
         .query_row(
-            "SELECT rev FROM calendar_events WHERE event_id = ?1",
+            "SELECT sent_rev FROM calendar_events WHERE event_id = ?1",
             [&op.event_id],
             |r| r.get(0),
         )
@@ -523,9 +559,9 @@ pub fn deliver(db: &Connection, c: &SyncConfig, payload: &str) -> Outcome {
         .ok()
         .and_then(|v| v.get("etag").and_then(|e| e.as_str()).map(String::from));
     if let Err(e) = db.execute(
-        "INSERT INTO calendar_events (event_id, use_id, rev, etag, sent_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (event_id) DO UPDATE SET rev = MAX(rev, excluded.rev),
+        "INSERT INTO calendar_events (event_id, use_id, queued_rev, sent_rev, etag, sent_at)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)
+         ON CONFLICT (event_id) DO UPDATE SET sent_rev = MAX(sent_rev, excluded.sent_rev),
            etag = excluded.etag, sent_at = excluded.sent_at",
         params![op.event_id, op.use_id, op.rev, etag, store::now()],
     ) {
@@ -558,6 +594,50 @@ mod tests {
         assert!(matches!(classify(403, rate), Outcome::Retry(_)));
         assert!(matches!(classify(403, "forbidden"), Outcome::Permanent(_)));
         assert!(matches!(classify(400, "bad"), Outcome::Permanent(_)));
+    }
+
+    #[test]
+    fn changes_are_queued_with_rising_revisions_and_a_deleted_use_is_a_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(
+            &dir.path().join("lab.db"),
+            crate::config::Synchronous::Normal,
+        )
+        .unwrap();
+        let conn = store.connect().unwrap();
+        conn.execute_batch(
+            "INSERT INTO machines (machine_id, machine_name) VALUES (1, 'LASER 1');
+             INSERT INTO members (member_id, name, surname, role_id, created_at)
+               VALUES (1, 'Carla', 'Rossi', (SELECT MIN(role_id) FROM roles), 0);
+             INSERT INTO uses (use_id, member_id, machine_id, start_ts, last_seen)
+               VALUES (7, 1, 1, 1000, 1000);",
+        )
+        .unwrap();
+        let t = Target {
+            calendar_id: "c@x".into(),
+            names: Names::First,
+        };
+        queue_for(&conn, &t, 7, "insert", 1000).unwrap();
+        conn.execute("UPDATE uses SET end_ts = 1600 WHERE use_id = 7", [])
+            .unwrap();
+        queue_for(&conn, &t, 7, "update", 1600).unwrap();
+        conn.execute("DELETE FROM uses WHERE use_id = 7", [])
+            .unwrap();
+        queue_for(&conn, &t, 7, "update", 1700).unwrap();
+        let ops: Vec<CalendarOp> = store::outbox_due(&conn, i64::MAX, 10)
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(&r.payload).unwrap())
+            .collect();
+        let summary: Vec<(&str, i64)> = ops.iter().map(|o| (o.op.as_str(), o.rev)).collect();
+        assert_eq!(summary, [("insert", 1), ("update", 2), ("delete", 3)]);
+        assert_eq!(ops[0].event["summary"], "LASER 1 — Carla");
+        assert_eq!(
+            ops[0].event["end"]["dateTime"],
+            rfc3339(1000 + OPEN_EVENT_S)
+        );
+        assert_eq!(ops[1].event["end"]["dateTime"], rfc3339(1600));
+        assert!(ops.iter().all(|o| o.event_id == "fabgate7"));
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn assert_no_secrets(d: &TestDaemon, g: &FakeGoogle) {
     {
         assert!(!log.contains(line), "key material in the log: {line}");
     }
-    for t in g.with(|s| s.tokens.clone()) {
+    for t in g.with(|s| [s.tokens.clone(), s.revoked.clone()].concat()) {
         assert!(!log.contains(&t), "an access token is in the log");
     }
     assert!(
@@ -92,6 +92,8 @@ fn a_board_session_creates_then_updates_one_event() {
         "an open session lasts an hour for now"
     );
 
+    // The token stops working early: a 401 fetches a new one and the call is made again.
+    g.with(|s| s.revoke_tokens());
     board.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":600}"#);
     assert!(
         g.wait(WAIT, |s| s.updates == 1),
@@ -106,12 +108,14 @@ fn a_board_session_creates_then_updates_one_event() {
         2,
     );
     assert_eq!(
-        lab.count("SELECT rev FROM calendar_events WHERE event_id = 'fabgate2'"),
+        lab.count("SELECT sent_rev FROM calendar_events WHERE event_id = 'fabgate2'"),
         2
     );
     g.with(|s| {
         assert!(s.refused.is_empty(), "assertions refused: {:?}", s.refused);
-        assert_eq!(s.tokens.len(), 1, "the token is cached");
+        assert_eq!(s.revoked.len(), 1, "the token was cached until refused");
+        assert_eq!(s.tokens.len(), 1, "one new token after the 401");
+        assert_eq!(s.unauthorized, 1);
         assert_eq!((s.inserts, s.updates, s.conflicts), (1, 1, 0));
     });
     assert_no_secrets(&d, &g);

@@ -46,6 +46,10 @@ pub struct State {
     pub conflicts: usize,
     /// Tokens issued (each a fresh string); API calls must carry one of them.
     pub tokens: Vec<String>,
+    /// Tokens no longer accepted (as if expired early): API calls with them get 401.
+    pub revoked: Vec<String>,
+    /// Events deleted.
+    pub deletes: usize,
     /// Assertions refused, and why.
     pub refused: Vec<String>,
     /// API calls answered 401 (no or unknown token).
@@ -168,6 +172,14 @@ impl FakeGoogle {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl State {
+    /// Every token issued so far stops working.
+    pub fn revoke_tokens(&mut self) {
+        let t = std::mem::take(&mut self.tokens);
+        self.revoked.extend(t);
     }
 }
 
@@ -380,6 +392,20 @@ fn handle(
             }
             drop(s);
             respond(stream, 200, &event)
+        }
+        ("DELETE", Some(id)) => {
+            let gone = s.events.remove(id).is_some();
+            s.deletes += usize::from(gone);
+            drop(s);
+            if gone {
+                let _ = write!(
+                    &stream,
+                    "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+                );
+                Ok(())
+            } else {
+                respond(stream, 404, &json!({"error": {"code": 404}}))
+            }
         }
         ("PUT", Some(id)) => {
             let Some(old) = s.events.get(id).cloned() else {
