@@ -394,6 +394,20 @@ pub struct SyncConfig {
     pub smtp_password: String,
     /// Sender address of the lab's email.
     pub smtp_from: String,
+    /// Google service-account key (JSON with `client_email`, `private_key`, `token_uri`);
+    /// "" = no Google Calendar.
+    pub google_key_file: String,
+    /// Calendar (shared with the service account) that gets every machine usage session;
+    /// "" = none.
+    pub lab_calendar_id: String,
+    /// Google Calendar API base (tests point it at a fake server).
+    pub google_api_base: String,
+    /// Token endpoint overriding the key file's `token_uri`; "" = the key file's.
+    pub google_token_uri: String,
+    /// Seconds one request to Google may take.
+    pub google_timeout_s: u64,
+    /// Member names in calendar events: "full", "first" (first name only) or "none".
+    pub calendar_member_names: String,
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -410,6 +424,12 @@ impl std::fmt::Debug for SyncConfig {
             .field("smtp_user", &self.smtp_user)
             .field("smtp_password", &"<hidden>")
             .field("smtp_from", &self.smtp_from)
+            .field("google_key_file", &self.google_key_file)
+            .field("lab_calendar_id", &self.lab_calendar_id)
+            .field("google_api_base", &self.google_api_base)
+            .field("google_token_uri", &self.google_token_uri)
+            .field("google_timeout_s", &self.google_timeout_s)
+            .field("calendar_member_names", &self.calendar_member_names)
             .finish()
     }
 }
@@ -428,6 +448,12 @@ impl Default for SyncConfig {
             smtp_user: String::new(),
             smtp_password: String::new(),
             smtp_from: String::new(),
+            google_key_file: String::new(),
+            lab_calendar_id: String::new(),
+            google_api_base: "https://www.googleapis.com/calendar/v3".into(),
+            google_token_uri: String::new(),
+            google_timeout_s: 30,
+            calendar_member_names: "first".into(),
         }
     }
 }
@@ -741,6 +767,15 @@ impl Config {
                 "sync.smtp_tls",
                 "must be \"starttls\", \"tls\" or \"none\"",
             ));
+        }
+        if !["full", "first", "none"].contains(&sy.calendar_member_names.as_str()) {
+            return Err(bad(
+                "sync.calendar_member_names",
+                "must be \"full\", \"first\" or \"none\"",
+            ));
+        }
+        if sy.google_timeout_s < 1 {
+            return Err(bad("sync.google_timeout_s", "must be at least 1"));
         }
         if log_level(&self.log.level).is_none() {
             return Err(bad(

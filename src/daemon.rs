@@ -44,6 +44,8 @@ impl Daemon {
     pub fn start(config: &Config) -> Result<Daemon, StartError> {
         let lock = store::DataLock::acquire(&config.store.data_dir)?;
         let store = Store::open(&config.database_path(), config.store.synchronous)?;
+        // Before any thread may record a use: the lab queues calendar events from then on.
+        crate::sync::calendar::configure(&config.sync);
         let auth = if config.broker.allow_anonymous {
             log::warn!("broker.allow_anonymous is on: any client may connect without credentials");
             None

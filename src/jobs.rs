@@ -232,6 +232,7 @@ impl Jobs {
             lab::close_orphans(&mut ctx)?;
         }
         tx.commit()?;
+        crate::sync::calendar::wake_if_queued();
         Ok(())
     }
 }

@@ -94,6 +94,7 @@ pub enum UseOutcome {
 fn close(ctx: &mut Ctx, u: &store::Use, duration: i64) -> Result<()> {
     store::close_use(ctx.db, u.id, u.start + duration, ctx.now)?;
     ctx.hot.use_closed(u.id);
+    crate::sync::calendar::use_closed(ctx.db, u.id, ctx.now)?;
     Ok(())
 }
 
@@ -117,7 +118,7 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         closed += d;
     }
     store::add_machine_seconds(ctx.db, machine.id, closed)?;
-    store::insert_use(
+    let id = store::insert_use(
         ctx.db,
         member.id,
         machine.id,
@@ -126,6 +127,7 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         None,
         Some(replay),
     )?;
+    crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
     Ok(UseOutcome::Recorded { seconds: 0 })
 }
 
@@ -152,7 +154,7 @@ pub fn in_use(ctx: &mut Ctx, machine: &Machine, uid: &str, duration: i64) -> Res
             ctx.hot.use_heartbeat(u.id, ctx.now);
         }
         None => {
-            store::insert_use(
+            let id = store::insert_use(
                 ctx.db,
                 member.id,
                 machine.id,
@@ -161,6 +163,7 @@ pub fn in_use(ctx: &mut Ctx, machine: &Machine, uid: &str, duration: i64) -> Res
                 None,
                 None,
             )?;
+            crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
         }
     }
     Ok(UseOutcome::Recorded { seconds: 0 })
@@ -215,7 +218,7 @@ pub fn stop_use(
     if replay && store::closed_use_with_duration_since(ctx.db, member.id, machine.id, d, since)? {
         return Ok(UseOutcome::Duplicate { seconds: d });
     }
-    store::insert_use(
+    let id = store::insert_use(
         ctx.db,
         member.id,
         machine.id,
@@ -224,6 +227,7 @@ pub fn stop_use(
         Some(ctx.now),
         Some(replay),
     )?;
+    crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
     store::add_machine_seconds(ctx.db, machine.id, d)?;
     Ok(UseOutcome::Recorded { seconds: d })
 }

@@ -88,6 +88,7 @@ pub fn add_use(ctx: &mut Ctx, e: &UseEntry) -> Result<std::result::Result<i64, E
         None,
     )?;
     store::add_machine_seconds(ctx.db, e.machine_id, counted_seconds(e.start, e.end))?;
+    crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
     Ok(Ok(id))
 }
 
@@ -116,6 +117,7 @@ pub fn correct_use(
     if e.end.is_some() {
         ctx.hot.use_closed(id);
     }
+    crate::sync::calendar::use_closed(ctx.db, id, ctx.now)?;
     Ok(Some(Ok(())))
 }
 
@@ -127,6 +129,7 @@ pub fn delete_use(ctx: &mut Ctx, id: i64) -> Result<Option<Use>> {
     store::delete_use(ctx.db, id)?;
     store::add_machine_seconds(ctx.db, old.machine_id, -counted_seconds(old.start, old.end))?;
     ctx.hot.use_closed(id);
+    crate::sync::calendar::use_deleted(ctx.db, id, ctx.now)?;
     Ok(Some(old))
 }
 

@@ -190,4 +190,18 @@ CREATE TABLE password_resets (
 ) WITHOUT ROWID;
 CREATE INDEX password_resets_member ON password_resets(member_id);
 "#,
+    // 6: Google Calendar events of usage sessions (sync::calendar).
+    r#"
+-- One row per event: every change queued for it gets the next `queued_rev`; `sent_rev` is
+-- the newest Google accepted, so a change delivered late (after retries) never overwrites
+-- a newer one.
+CREATE TABLE calendar_events (
+    event_id   TEXT PRIMARY KEY,
+    use_id     INTEGER NOT NULL,
+    queued_rev INTEGER NOT NULL DEFAULT 0,
+    sent_rev   INTEGER NOT NULL DEFAULT 0,
+    etag       TEXT,
+    sent_at    INTEGER
+) WITHOUT ROWID;
+"#,
 ];

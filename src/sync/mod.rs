@@ -1,5 +1,5 @@
 //! The sync worker: the one thread that talks to the network for the lab. It delivers the
-//! outbox rows that are due (email now; Google Calendar and webhooks later), marks them
+//! outbox rows that are due (email, Google Calendar events; webhooks later), marks them
 //! sent, schedules a retry with backoff, or marks them failed when the error is permanent.
 //! All its state is in the `outbox` table, so a restart (or a power cut mid-delivery)
 //! loses nothing: a row is only `sent` once the server has accepted it (at-least-once).
@@ -7,6 +7,7 @@
 //! Code that queues a row in this process calls `wake()` after its commit, so the worker
 //! does not wait for its next poll.
 
+pub mod calendar;
 pub mod email;
 pub mod outbox;
 
@@ -147,6 +148,7 @@ impl Worker {
                     Ok(e) => email::send(&smtp, &e),
                     Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
                 },
+                "calendar" => calendar::deliver(conn, &self.config, &row.payload),
                 other => Outcome::Retry(format!("{other} delivery is not available yet")),
             };
             let now = store::now();
@@ -156,7 +158,11 @@ impl Worker {
                         conn,
                         row.id,
                         now,
-                        &outbox::sent_summary(&row.kind, &row.payload),
+                        &if row.kind == "calendar" {
+                            calendar::sent_summary(&row.payload)
+                        } else {
+                            outbox::sent_summary(&row.kind, &row.payload)
+                        },
                     )?;
                     log::info!("sync: outbox row {} ({}) delivered", row.id, row.kind);
                     if let Ok(mut s) = STATUS.lock() {

@@ -196,6 +196,8 @@ impl BoardLink {
                 replies.len()
             );
             replies.clear();
+        } else {
+            crate::sync::calendar::wake_if_queued();
         }
         for (topic, payload) in replies {
             tx.publish(topic, payload).map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 
 mod appliance;
 mod browser;
+mod calendar;
 mod cli;
 mod common;
 mod conformance;

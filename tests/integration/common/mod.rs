@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod chrome;
+pub mod google;
 pub mod smtp;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};

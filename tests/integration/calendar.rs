@@ -1,0 +1,233 @@
+//! Google Calendar: machine usage sessions become events of the lab calendar, delivered by
+//! the outbox to a fake Google (`common::google`) that verifies the service account's
+//! signed JWT. Exactly one event per session across lost responses, outages, daemon
+//! restarts and rate limits; no key or token in the log.
+
+use crate::common::google::{self, FakeGoogle, CALENDAR};
+use crate::common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A lab (fixture F) whose calendar goes to `g`, with a quick retry schedule.
+fn lab_with_google(g: &FakeGoogle, names: &str) -> Lab {
+    let mut lab = Lab::new();
+    fixture_f(&lab);
+    let key = g.key_file(lab.dir.path());
+    lab.extra_config = format!(
+        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
+         google_key_file = {key:?}\nlab_calendar_id = {CALENDAR:?}\n\
+         google_api_base = {base:?}\ngoogle_timeout_s = 3\ncalendar_member_names = {names:?}\n",
+        key = key.display().to_string(),
+        base = g.base(),
+    );
+    lab
+}
+
+fn wait_until(lab: &Lab, sql: &str, want: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = lab.count(sql);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {got}, want {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ts(v: &Value) -> i64 {
+    let s = v["dateTime"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no dateTime in {v}"));
+    s.parse::<jiff::Timestamp>().unwrap().as_second()
+}
+
+/// The (only) event, with its start and end in Unix seconds.
+fn only_event(g: &FakeGoogle) -> (Value, i64, i64) {
+    let events = g.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = events.into_values().next().unwrap();
+    let (s, end) = (ts(&e["start"]), ts(&e["end"]));
+    (e, s, end)
+}
+
+fn assert_no_secrets(d: &TestDaemon, g: &FakeGoogle) {
+    let log = d.log.lock().unwrap().join("\n");
+    assert!(!log.contains("PRIVATE KEY"), "key material in the log");
+    for line in google::key_pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+    {
+        assert!(!log.contains(line), "key material in the log: {line}");
+    }
+    for t in g.with(|s| [s.tokens.clone(), s.revoked.clone()].concat()) {
+        assert!(!log.contains(&t), "an access token is in the log");
+    }
+    assert!(
+        !log.contains("fake-access-token"),
+        "an access token is in the log"
+    );
+}
+
+#[test]
+fn a_board_session_creates_then_updates_one_event() {
+    let g = FakeGoogle::start();
+    let lab = lab_with_google(&g, "full");
+    let d = lab.start();
+    let board = d.board("1");
+    let t0 = now();
+    board.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    assert!(
+        g.wait(WAIT, |s| s.inserts == 1),
+        "the event was not inserted"
+    );
+    let (e, start, end) = only_event(&g);
+    assert_eq!(e["summary"], "LASER 1 — Carla C");
+    assert_eq!(e["id"], "fabgate2", "use 2 (fixture F has use 1)");
+    assert!((start - t0).abs() <= 2, "start {start}, t0 {t0}");
+    assert!(
+        (end - (start + 3600)).abs() <= 3,
+        "an open session lasts an hour for now"
+    );
+
+    // The token stops working early: a 401 fetches a new one and the call is made again.
+    g.with(|s| s.revoke_tokens());
+    board.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":600}"#);
+    assert!(
+        g.wait(WAIT, |s| s.updates == 1),
+        "the event was not updated"
+    );
+    let (e, start2, end) = only_event(&g);
+    assert_eq!(start2, start);
+    assert_eq!(end, start + 600, "{e}");
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'sent'",
+        2,
+    );
+    assert_eq!(
+        lab.count("SELECT sent_rev FROM calendar_events WHERE event_id = 'fabgate2'"),
+        2
+    );
+    g.with(|s| {
+        assert!(s.refused.is_empty(), "assertions refused: {:?}", s.refused);
+        assert_eq!(s.revoked.len(), 1, "the token was cached until refused");
+        assert_eq!(s.tokens.len(), 1, "one new token after the 401");
+        assert_eq!(s.unauthorized, 1);
+        assert_eq!((s.inserts, s.updates, s.conflicts), (1, 1, 0));
+    });
+    assert_no_secrets(&d, &g);
+}
+
+#[test]
+fn member_names_follow_the_privacy_setting_and_no_calendar_queues_nothing() {
+    let g = FakeGoogle::start();
+    let lab = lab_with_google(&g, "none");
+    let d = lab.start();
+    d.board("1")
+        .must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    assert!(g.wait(WAIT, |s| s.inserts == 1));
+    assert_eq!(only_event(&g).0["summary"], "LASER 1");
+    d.stop();
+
+    // Default ("first"), and then no calendar at all.
+    let mut plain = Lab::new();
+    fixture_f(&plain);
+    plain.extra_config = "\n[sync]\npoll_interval_s = 1\n".into();
+    let d = plain.start();
+    let b = d.board("1");
+    b.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    b.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":5}"#);
+    assert_eq!(plain.count("SELECT COUNT(*) FROM outbox"), 0);
+}
+
+#[test]
+fn a_retried_insert_after_a_lost_response_leaves_one_event() {
+    let g = FakeGoogle::start();
+    g.with(|s| s.drop_next_insert = true);
+    let lab = lab_with_google(&g, "first");
+    let d = lab.start();
+    d.board("1")
+        .must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    assert!(
+        g.wait(WAIT, |s| s.dropped == 1
+            && s.conflicts == 1
+            && s.updates == 1),
+        "the insert was not retried as an update"
+    );
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'sent'",
+        1,
+    );
+    let (e, _, _) = only_event(&g);
+    assert_eq!(e["summary"], "LASER 1 — Carla");
+    assert_eq!(g.with(|s| s.inserts), 1);
+}
+
+#[test]
+fn sessions_wait_for_google_across_a_restart_and_arrive_once() {
+    let mut g = FakeGoogle::reserve();
+    let lab = lab_with_google(&g, "first");
+    let d = lab.start();
+    let laser = d.board("1");
+    laser.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    laser.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":120}"#);
+    d.board("2")
+        .must(r#"{"action":"startuse", "uid":"aabbccd4"}"#);
+    // Three changes (insert + update of use 2, insert of use 3) tried and waiting.
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'pending' AND attempts >= 1",
+        3,
+    );
+    d.stop();
+    g.restart();
+    let d = lab.start();
+    assert!(
+        g.wait(WAIT, |s| s.events.len() == 2),
+        "events: {:?}",
+        g.events()
+    );
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'sent'",
+        3,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let events = g.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let laser = &events["fabgate2"];
+    assert_eq!(
+        ts(&laser["end"]) - ts(&laser["start"]),
+        120,
+        "the closed session's times win: {laser}"
+    );
+    assert_eq!(events["fabgate3"]["summary"], "DRILL 1 — Dario");
+    g.with(|s| {
+        assert_eq!(s.inserts, 2, "each event inserted once");
+        assert_eq!(s.conflicts, 0);
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+    });
+    assert_no_secrets(&d, &g);
+}
+
+#[test]
+fn rate_limits_are_retried() {
+    let g = FakeGoogle::start();
+    g.with(|s| s.forced.extend([429, 403, 503]));
+    let lab = lab_with_google(&g, "first");
+    let d = lab.start();
+    d.board("1")
+        .must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    assert!(g.wait(WAIT, |s| s.inserts == 1), "never delivered");
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'sent' AND attempts = 4",
+        1,
+    );
+    assert_eq!(g.events().len(), 1);
+    assert!(d.log_contains("429"));
+}

@@ -1,0 +1,432 @@
+//! A fake Google for the calendar tests: a token endpoint that verifies the service
+//! account's RS256 JWT with the test public key (ring) and its claims, and a Calendar
+//! events API keeping events in memory (409 on a duplicate id, 404 on an unknown one).
+//! It can stop and listen again on the same port, answer the next requests with a given
+//! status (429...), and store an insert then drop the connection without answering (a lost
+//! response). Plain HTTP/1.1, one request per connection.
+
+use base64::Engine;
+use ring::signature::{self, KeyPair};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The throwaway test key (tests/data/google-test-key.pem).
+pub const KEY_PEM: &str = include_str!("../../data/google-test-key.pem");
+pub const CLIENT_EMAIL: &str = "fabgate-test@fabgate-test.iam.gserviceaccount.com";
+pub const CALENDAR: &str = "lab@group.calendar.google.com";
+pub const SCOPE: &str = "https://www.googleapis.com/auth/calendar.events";
+
+/// The PEM as it goes in the key file (from BEGIN to END).
+pub fn key_pem() -> String {
+    let start = KEY_PEM.find("-----BEGIN").unwrap();
+    KEY_PEM[start..].to_string()
+}
+
+fn public_key() -> Vec<u8> {
+    let pem = key_pem();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let pair = signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    pair.public_key().as_ref().to_vec()
+}
+
+#[derive(Default)]
+pub struct State {
+    pub events: BTreeMap<String, Value>,
+    pub inserts: usize,
+    pub updates: usize,
+    pub conflicts: usize,
+    /// Tokens issued (each a fresh string); API calls must carry one of them.
+    pub tokens: Vec<String>,
+    /// Tokens no longer accepted (as if expired early): API calls with them get 401.
+    pub revoked: Vec<String>,
+    /// Events deleted.
+    pub deletes: usize,
+    /// Assertions refused, and why.
+    pub refused: Vec<String>,
+    /// API calls answered 401 (no or unknown token).
+    pub unauthorized: usize,
+    /// Statuses forced on the next API calls (not the token endpoint).
+    pub forced: VecDeque<u16>,
+    /// Store the next insert, then close the connection without answering.
+    pub drop_next_insert: bool,
+    pub dropped: usize,
+}
+
+pub struct FakeGoogle {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<State>>,
+    running: Option<Arc<AtomicBool>>,
+}
+
+impl FakeGoogle {
+    pub fn start() -> FakeGoogle {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut g = FakeGoogle {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::default(),
+            running: None,
+        };
+        g.serve(listener);
+        g
+    }
+
+    /// A free port with nothing listening yet.
+    pub fn reserve() -> FakeGoogle {
+        let mut g = Self::start();
+        g.stop();
+        g
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.base())
+    }
+
+    /// Writes a service-account key file for this server into `dir`; returns its path.
+    pub fn key_file(&self, dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("google-key.json");
+        let key = json!({
+            "type": "service_account",
+            "client_email": CLIENT_EMAIL,
+            "private_key_id": "test",
+            "private_key": key_pem(),
+            "token_uri": self.token_uri(),
+        });
+        std::fs::write(&path, key.to_string()).unwrap();
+        path
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let running = Arc::new(AtomicBool::new(true));
+        listener.set_nonblocking(true).unwrap();
+        let (state, flag, token_uri) = (self.state.clone(), running.clone(), self.token_uri());
+        let public = Arc::new(public_key());
+        std::thread::spawn(move || {
+            while flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (state, public, token_uri) =
+                            (state.clone(), public.clone(), token_uri.clone());
+                        std::thread::spawn(move || {
+                            let _ = handle(stream, &state, &public, &token_uri);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        self.running = Some(running);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(flag) = self.running.take() {
+            flag.store(false, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("cannot listen again on {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    pub fn events(&self) -> BTreeMap<String, Value> {
+        self.with(|s| s.events.clone())
+    }
+
+    /// Waits until `check` holds of the state (or the time is up); returns whether it did.
+    pub fn wait(&self, timeout: Duration, check: impl Fn(&State) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.with(|s| check(s)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl State {
+    /// Every token issued so far stops working.
+    pub fn revoke_tokens(&mut self) {
+        let t = std::mem::take(&mut self.tokens);
+        self.revoked.extend(t);
+    }
+}
+
+impl Drop for FakeGoogle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn respond(mut stream: TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
+    let body = body.to_string();
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+}
+
+/// Checks an assertion as Google would; `Err` says why it is refused.
+fn verify_jwt(jwt: &str, public: &[u8], token_uri: &str) -> Result<(), String> {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return Err("not a JWT".into());
+    }
+    let header: Value =
+        serde_json::from_slice(&b64url(parts[0]).ok_or("header")?).map_err(|e| e.to_string())?;
+    if header["alg"] != "RS256" {
+        return Err(format!("alg {}", header["alg"]));
+    }
+    let sig = b64url(parts[2]).ok_or("signature encoding")?;
+    let msg = format!("{}.{}", parts[0], parts[1]);
+    signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
+        .verify(msg.as_bytes(), &sig)
+        .map_err(|_| "bad signature".to_string())?;
+    let claims: Value =
+        serde_json::from_slice(&b64url(parts[1]).ok_or("claims")?).map_err(|e| e.to_string())?;
+    let now = super::now();
+    if claims["iss"] != CLIENT_EMAIL {
+        return Err(format!("iss {}", claims["iss"]));
+    }
+    if claims["aud"] != token_uri {
+        return Err(format!("aud {}", claims["aud"]));
+    }
+    if claims["scope"] != SCOPE {
+        return Err(format!("scope {}", claims["scope"]));
+    }
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap_or(0),
+        claims["exp"].as_i64().unwrap_or(0),
+    );
+    if exp <= now || exp > iat + 3600 || (iat - now).abs() > 300 {
+        return Err(format!("iat {iat} exp {exp} now {now}"));
+    }
+    Ok(())
+}
+
+fn handle(
+    stream: TcpStream,
+    state: &Mutex<State>,
+    public: &[u8],
+    token_uri: &str,
+) -> std::io::Result<()> {
+    let req = read_request(&stream)?;
+    if req.path == "/token" && req.method == "POST" {
+        let form: BTreeMap<String, String> =
+            form_urlencoded::parse(&req.body).into_owned().collect();
+        let grant = form.get("grant_type").map(String::as_str);
+        let checked = if grant != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+            Err(format!("grant_type {grant:?}"))
+        } else {
+            verify_jwt(
+                form.get("assertion").map(String::as_str).unwrap_or(""),
+                public,
+                token_uri,
+            )
+        };
+        let mut s = state.lock().unwrap();
+        return match checked {
+            Ok(()) => {
+                let token = format!("ya29.fake-access-token-{}", s.tokens.len() + 1);
+                s.tokens.push(token.clone());
+                drop(s);
+                respond(
+                    stream,
+                    200,
+                    &json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}),
+                )
+            }
+            Err(why) => {
+                s.refused.push(why);
+                drop(s);
+                respond(stream, 400, &json!({"error": "invalid_grant"}))
+            }
+        };
+    }
+    let mut s = state.lock().unwrap();
+    let token = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !s.tokens.iter().any(|t| t == token) {
+        s.unauthorized += 1;
+        drop(s);
+        return respond(stream, 401, &json!({"error": {"code": 401}}));
+    }
+    if let Some(status) = s.forced.pop_front() {
+        drop(s);
+        let reason = if status == 403 || status == 429 {
+            "rateLimitExceeded"
+        } else {
+            "backendError"
+        };
+        return respond(
+            stream,
+            status,
+            &json!({"error": {"code": status, "errors": [{"reason": reason}]}}),
+        );
+    }
+    let prefix = format!("/calendars/{}/events", CALENDAR.replace('@', "%40"));
+    let Some(rest) = req.path.strip_prefix(&prefix) else {
+        drop(s);
+        return respond(
+            stream,
+            404,
+            &json!({"error": {"code": 404, "path": req.path}}),
+        );
+    };
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    match (req.method.as_str(), rest.strip_prefix('/')) {
+        ("POST", None) if rest.is_empty() => {
+            let id = body["id"].as_str().unwrap_or("").to_string();
+            if s.events.contains_key(&id) {
+                s.conflicts += 1;
+                drop(s);
+                return respond(
+                    stream,
+                    409,
+                    &json!({"error": {"code": 409, "message": "The requested identifier already exists."}}),
+                );
+            }
+            let mut event = body.clone();
+            event["etag"] = json!(format!("\"{}-1\"", id));
+            s.events.insert(id, event.clone());
+            s.inserts += 1;
+            if s.drop_next_insert {
+                s.drop_next_insert = false;
+                s.dropped += 1;
+                drop(s);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            drop(s);
+            respond(stream, 200, &event)
+        }
+        ("DELETE", Some(id)) => {
+            let gone = s.events.remove(id).is_some();
+            s.deletes += usize::from(gone);
+            drop(s);
+            if gone {
+                let _ = write!(
+                    &stream,
+                    "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+                );
+                Ok(())
+            } else {
+                respond(stream, 404, &json!({"error": {"code": 404}}))
+            }
+        }
+        ("PUT", Some(id)) => {
+            let Some(old) = s.events.get(id).cloned() else {
+                drop(s);
+                return respond(stream, 404, &json!({"error": {"code": 404}}));
+            };
+            let n = old["etag"]
+                .as_str()
+                .and_then(|e| e.trim_matches('"').rsplit('-').next()?.parse::<u32>().ok())
+                .unwrap_or(1);
+            let mut event = body.clone();
+            event["id"] = json!(id);
+            event["etag"] = json!(format!("\"{id}-{}\"", n + 1));
+            s.events.insert(id.to_string(), event.clone());
+            s.updates += 1;
+            drop(s);
+            respond(stream, 200, &event)
+        }
+        _ => {
+            drop(s);
+            respond(stream, 405, &json!({"error": {"code": 405}}))
+        }
+    }
+}
