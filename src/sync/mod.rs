@@ -9,12 +9,66 @@
 
 pub mod email;
 pub mod outbox;
+pub mod webhook;
 
 use crate::config::SyncConfig;
 use crate::store::{self, Store};
 use outbox::{Backoff, Email};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+/// The lab's changes that chat webhooks hear of; called inside the change's transaction.
+/// The lab stays free of HTTP: these only queue outbox rows.
+pub fn machine_started(
+    tx: &rusqlite::Connection,
+    machine: &store::Machine,
+    member: &store::Member,
+) -> store::Result<()> {
+    let member = webhook::member_name(member);
+    webhook::notify(
+        tx,
+        &webhook::Event::MachineStarted {
+            machine: &machine.name,
+            member: &member,
+        },
+    )?;
+    Ok(())
+}
+
+/// A use of `seconds` ended (see `machine_started`).
+pub fn machine_stopped(
+    tx: &rusqlite::Connection,
+    machine: &store::Machine,
+    member: &store::Member,
+    seconds: i64,
+) -> store::Result<()> {
+    let member = webhook::member_name(member);
+    webhook::notify(
+        tx,
+        &webhook::Event::MachineStopped {
+            machine: &machine.name,
+            member: &member,
+            seconds,
+        },
+    )?;
+    Ok(())
+}
+
+/// A member signed in (`true`) or out of the building (see `machine_started`).
+pub fn presence(
+    tx: &rusqlite::Connection,
+    member: &store::Member,
+    signed_in: bool,
+) -> store::Result<()> {
+    let member = webhook::member_name(member);
+    let event = if signed_in {
+        webhook::Event::SignedIn { member: &member }
+    } else {
+        webhook::Event::SignedOut { member: &member }
+    };
+    webhook::notify(tx, &event)?;
+    Ok(())
+}
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,10 +195,18 @@ impl Worker {
         }
         let smtp = email::Smtp::load(conn, &self.config);
         let backoff = Backoff::from_config(&self.config);
+        let mut http = None;
         for row in &rows {
             let outcome = match row.kind.as_str() {
                 "email" => match serde_json::from_str::<Email>(&row.payload) {
                     Ok(e) => email::send(&smtp, &e),
+                    Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
+                },
+                "webhook" => match serde_json::from_str::<webhook::Post>(&row.payload) {
+                    Ok(p) => {
+                        let timeout = Duration::from_secs(self.config.webhook_timeout_s);
+                        webhook::send(http.get_or_insert_with(|| webhook::agent(timeout)), &p)
+                    }
                     Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
                 },
                 other => Outcome::Retry(format!("{other} delivery is not available yet")),

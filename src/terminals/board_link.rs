@@ -197,6 +197,7 @@ impl BoardLink {
             );
             replies.clear();
         }
+        crate::sync::webhook::wake_if_queued();
         for (topic, payload) in replies {
             tx.publish(topic, payload).map_err(|e| e.to_string())?;
             self.stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -18,3 +18,4 @@ mod panel_workshop;
 mod readers;
 mod startup;
 mod sync;
+mod webhooks;
