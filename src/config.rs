@@ -411,6 +411,9 @@ pub struct SyncConfig {
     pub smtp_from: String,
     /// Seconds a webhook POST may take before it counts as a failed attempt.
     pub webhook_timeout_s: u64,
+    /// Staff alerts (maintenance due, board offline, unknown card tried) by email and
+    /// webhook; false = none.
+    pub alerts: bool,
     /// Minutes a board may stay silent before staff get an "offline" alert.
     pub alert_board_offline_min: u64,
     /// Unknown-card attempts at one machine within an hour that raise an alert.
@@ -487,6 +490,7 @@ impl std::fmt::Debug for SyncConfig {
             .field("smtp_password", &"<hidden>")
             .field("smtp_from", &self.smtp_from)
             .field("webhook_timeout_s", &self.webhook_timeout_s)
+            .field("alerts", &self.alerts)
             .field("alert_board_offline_min", &self.alert_board_offline_min)
             .field("alert_unknown_card_tries", &self.alert_unknown_card_tries)
             .field("weekly_summary_day", &self.weekly_summary_day)
@@ -511,6 +515,7 @@ impl Default for SyncConfig {
             smtp_password: String::new(),
             smtp_from: String::new(),
             webhook_timeout_s: 10,
+            alerts: true,
             alert_board_offline_min: 30,
             alert_unknown_card_tries: 3,
             weekly_summary_day: "monday".into(),

@@ -85,6 +85,10 @@ impl Daemon {
             stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
             presence: config.presence.clone(),
             daily: jobs::Daily::from_config(config),
+            alerts: config
+                .sync
+                .alerts
+                .then(|| crate::sync::alerts::Alerts::from_config(&config.sync)),
         }
         .spawn()?;
         crate::sync::Worker {

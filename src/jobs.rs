@@ -35,7 +35,12 @@ pub struct Jobs {
     /// Reminder and closing times of the building register.
     pub presence: crate::config::PresenceConfig,
     pub daily: Daily,
+    /// Staff alerts (`sync::alerts`), checked every `ALERTS_EVERY`.
+    pub alerts: Option<crate::sync::alerts::Alerts>,
 }
+
+/// How often the alert conditions are checked.
+const ALERTS_EVERY: Duration = Duration::from_secs(60);
 
 /// How often orphan uses are looked for; the rule itself works in hours.
 const ORPHAN_EVERY: Duration = Duration::from_secs(5);
@@ -63,6 +68,7 @@ impl Jobs {
         let host = host_name();
         let ip = host_ip(&host, self.broker.addr());
         let mut presence_checked = store::now();
+        let mut last_alerts: Option<Instant> = None;
         if let Err(e) = self.presence_catch_up(&mut conn, presence_checked) {
             log::error!("presence: {e}");
         }
@@ -83,6 +89,12 @@ impl Jobs {
                 }
             }
             self.daily.run(&mut conn);
+            if last_alerts.is_none_or(|t| t.elapsed() >= ALERTS_EVERY) {
+                last_alerts = Some(Instant::now());
+                if let Err(e) = self.check_alerts(&mut conn) {
+                    log::error!("alerts: {e}");
+                }
+            }
             if last_flush.elapsed() >= self.flush_every {
                 last_flush = Instant::now();
                 if let Err(e) = flush(&mut conn, &self.hot) {
@@ -212,6 +224,26 @@ impl Jobs {
                 tx.commit()?;
                 log::info!("presence: closing time, {n} signed out");
             }
+        }
+        Ok(())
+    }
+
+    /// Fires new staff alerts and clears those whose condition ended.
+    fn check_alerts(&self, conn: &mut rusqlite::Connection) -> store::Result<()> {
+        let Some(alerts) = &self.alerts else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let report = {
+            let hot = self
+                .hot
+                .lock()
+                .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+            crate::sync::alerts::check(&tx, Some(&hot), alerts, store::now())?
+        };
+        tx.commit()?;
+        if !report.fired.is_empty() {
+            crate::sync::wake();
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! Code that queues a row in this process calls `wake()` after its commit, so the worker
 //! does not wait for its next poll.
 
+pub mod alerts;
 pub mod email;
 pub mod outbox;
 pub mod webhook;

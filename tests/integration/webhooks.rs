@@ -121,3 +121,35 @@ fn a_receiver_that_is_down_gets_the_post_once_it_is_back() {
         1,
     );
 }
+
+#[test]
+fn the_daemon_alerts_staff_once_when_maintenance_is_due() {
+    let hook = Receiver::start();
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"maintenance_due\", \"alert\"]\n",
+        hook.url("/alerts")
+    ));
+    lab.sql(
+        "INSERT INTO roles (role_id, role_name, backend_admin) VALUES (10, 'panel', 1);
+         INSERT INTO members (name, surname, role_id, email, language, created_at)
+           VALUES ('Giulia', 'G', 10, 'giulia@example.org', 'it', 0);",
+    );
+    let _d = lab.start();
+    // Fixture F: CNC 1 was used 2 h against a 1 h plan.
+    let posts = hook.wait_for(1, WAIT);
+    assert_eq!(posts[0].text(), "Maintenance due on CNC 1: Clean the bed");
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'email' AND payload LIKE '%giulia@example.org%' \
+         AND payload LIKE '%Manutenzione da fare su CNC 1%'",
+        1,
+    );
+    assert_eq!(
+        lab.count(
+            "SELECT COUNT(*) FROM alerts WHERE kind = 'maintenance_due' AND cleared_at IS NULL"
+        ),
+        1
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hook.posts().len(), 1);
+}
