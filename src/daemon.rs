@@ -89,6 +89,8 @@ impl Daemon {
                 .sync
                 .alerts
                 .then(|| crate::sync::alerts::Alerts::from_config(&config.sync)),
+            weekly: crate::config::weekday(&config.sync.weekly_summary_day)
+                .map(|d| (d, config.sync.weekly_summary_hour)),
         }
         .spawn()?;
         crate::sync::Worker {

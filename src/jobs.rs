@@ -37,6 +37,8 @@ pub struct Jobs {
     pub daily: Daily,
     /// Staff alerts (`sync::alerts`), checked every `ALERTS_EVERY`.
     pub alerts: Option<crate::sync::alerts::Alerts>,
+    /// Weekly summary: weekday (1 = Monday) and local hour; `None` = never.
+    pub weekly: Option<(i8, u8)>,
 }
 
 /// How often the alert conditions are checked.
@@ -93,6 +95,9 @@ impl Jobs {
                 last_alerts = Some(Instant::now());
                 if let Err(e) = self.check_alerts(&mut conn) {
                     log::error!("alerts: {e}");
+                }
+                if let Err(e) = self.weekly_summary(&mut conn) {
+                    log::error!("weekly summary: {e}");
                 }
             }
             if last_flush.elapsed() >= self.flush_every {
@@ -245,6 +250,30 @@ impl Jobs {
         if !report.fired.is_empty() {
             crate::sync::wake();
         }
+        Ok(())
+    }
+
+    /// Queues last week's summary once this week's day and hour have passed.
+    fn weekly_summary(&self, conn: &mut rusqlite::Connection) -> store::Result<()> {
+        use crate::sync::weekly;
+        let Some((day, hour)) = self.weekly else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last = store::setting(&tx, weekly::LAST_WEEK)?;
+        let Some(week) = weekly::due(
+            store::now(),
+            &weekly::lab_zone(&tx),
+            day,
+            hour,
+            last.as_deref(),
+        ) else {
+            return Ok(());
+        };
+        let n = weekly::queue(&tx, &week)?;
+        tx.commit()?;
+        log::info!("weekly summary of {}: {n} emails queued", week.id);
+        crate::sync::wake();
         Ok(())
     }
 

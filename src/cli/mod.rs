@@ -119,6 +119,9 @@ pub enum SendCmd {
         /// Recipient.
         address: String,
     },
+    /// Queue last week's summary to every member who opted in (the daemon also does it
+    /// on `[sync] weekly_summary_day`); a week already queued is not queued again.
+    WeeklySummary,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod email;
 pub mod outbox;
 pub mod webhook;
+pub mod weekly;
 
 use crate::config::SyncConfig;
 use crate::store::{self, Store};

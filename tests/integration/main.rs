@@ -19,3 +19,4 @@ mod readers;
 mod startup;
 mod sync;
 mod webhooks;
+mod weekly;

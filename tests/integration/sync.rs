@@ -65,7 +65,7 @@ fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
 }
 
 /// Quoted-printable and base64 parts of a message, decoded well enough for assertions.
-fn decoded(mail: &Mail) -> String {
+pub fn decoded(mail: &Mail) -> String {
     let mut out = String::new();
     for part in mail.data.split("\r\n--") {
         let (head, body) = part.split_once("\r\n\r\n").unwrap_or(("", part));
