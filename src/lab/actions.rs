@@ -126,7 +126,7 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         None,
         Some(replay),
     )?;
-    crate::sync::machine_started(ctx.db, machine, &member)?;
+    crate::sync::webhook::machine_started(ctx.db, machine, &member)?;
     Ok(UseOutcome::Recorded { seconds: 0 })
 }
 
@@ -207,7 +207,7 @@ pub fn stop_use(
             total += extra;
         }
         store::add_machine_seconds(ctx.db, machine.id, total)?;
-        crate::sync::machine_stopped(ctx.db, machine, &member, d)?;
+        crate::sync::webhook::machine_stopped(ctx.db, machine, &member, d)?;
         return Ok(UseOutcome::Recorded { seconds: total });
     }
     if d == 0 {
@@ -227,7 +227,7 @@ pub fn stop_use(
         Some(replay),
     )?;
     store::add_machine_seconds(ctx.db, machine.id, d)?;
-    crate::sync::machine_stopped(ctx.db, machine, &member, d)?;
+    crate::sync::webhook::machine_stopped(ctx.db, machine, &member, d)?;
     Ok(UseOutcome::Recorded { seconds: d })
 }
 

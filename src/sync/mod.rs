@@ -19,59 +19,6 @@ use outbox::{Backoff, Email};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// The lab's changes that chat webhooks hear of; called inside the change's transaction.
-/// The lab stays free of HTTP: these only queue outbox rows.
-pub fn machine_started(
-    tx: &rusqlite::Connection,
-    machine: &store::Machine,
-    member: &store::Member,
-) -> store::Result<()> {
-    let member = webhook::member_name(member);
-    webhook::notify(
-        tx,
-        &webhook::Event::MachineStarted {
-            machine: &machine.name,
-            member: &member,
-        },
-    )?;
-    Ok(())
-}
-
-/// A use of `seconds` ended (see `machine_started`).
-pub fn machine_stopped(
-    tx: &rusqlite::Connection,
-    machine: &store::Machine,
-    member: &store::Member,
-    seconds: i64,
-) -> store::Result<()> {
-    let member = webhook::member_name(member);
-    webhook::notify(
-        tx,
-        &webhook::Event::MachineStopped {
-            machine: &machine.name,
-            member: &member,
-            seconds,
-        },
-    )?;
-    Ok(())
-}
-
-/// A member signed in (`true`) or out of the building (see `machine_started`).
-pub fn presence(
-    tx: &rusqlite::Connection,
-    member: &store::Member,
-    signed_in: bool,
-) -> store::Result<()> {
-    let member = webhook::member_name(member);
-    let event = if signed_in {
-        webhook::Event::SignedIn { member: &member }
-    } else {
-        webhook::Event::SignedOut { member: &member }
-    };
-    webhook::notify(tx, &event)?;
-    Ok(())
-}
-
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -126,6 +126,59 @@ impl Event<'_> {
     }
 }
 
+/// The lab's changes that chat webhooks hear of; called inside the change's transaction.
+/// The lab stays free of HTTP: these only queue outbox rows.
+pub fn machine_started(
+    tx: &rusqlite::Connection,
+    machine: &crate::store::Machine,
+    member: &crate::store::Member,
+) -> Result<()> {
+    let member = member_name(member);
+    notify(
+        tx,
+        &Event::MachineStarted {
+            machine: &machine.name,
+            member: &member,
+        },
+    )?;
+    Ok(())
+}
+
+/// A use of `seconds` ended (see `machine_started`).
+pub fn machine_stopped(
+    tx: &rusqlite::Connection,
+    machine: &crate::store::Machine,
+    member: &crate::store::Member,
+    seconds: i64,
+) -> Result<()> {
+    let member = member_name(member);
+    notify(
+        tx,
+        &Event::MachineStopped {
+            machine: &machine.name,
+            member: &member,
+            seconds,
+        },
+    )?;
+    Ok(())
+}
+
+/// A member signed in (`true`) or out of the building (see `machine_started`).
+pub fn presence(
+    tx: &rusqlite::Connection,
+    member: &crate::store::Member,
+    signed_in: bool,
+) -> Result<()> {
+    let member = member_name(member);
+    let event = if signed_in {
+        Event::SignedIn { member: &member }
+    } else {
+        Event::SignedOut { member: &member }
+    };
+    notify(tx, &event)?;
+    Ok(())
+}
+
 /// "45 s", "12 min", "1 h 05 min".
 pub fn format_duration(seconds: i64) -> String {
     let s = seconds.max(0);
