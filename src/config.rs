@@ -367,6 +367,21 @@ pub struct MetricsConfig {
     pub listen: String,
 }
 
+/// A day of the week by its English name, Monday = 1 .. Sunday = 7.
+pub fn weekday(name: &str) -> Option<i8> {
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let n = name.trim().to_ascii_lowercase();
+    days.iter().position(|d| *d == n).map(|i| i as i8 + 1)
+}
+
 /// Outgoing messages (the outbox) and the SMTP defaults. The panel's email settings
 /// (Settings → Outgoing email) win over the `smtp_*` keys here.
 #[derive(Clone, Deserialize, Serialize, PartialEq)]
@@ -408,6 +423,70 @@ pub struct SyncConfig {
     pub google_timeout_s: u64,
     /// Member names in calendar events: "full", "first" (first name only) or "none".
     pub calendar_member_names: String,
+    /// Seconds a webhook POST may take before it counts as a failed attempt.
+    pub webhook_timeout_s: u64,
+    /// Staff alerts (maintenance due, board offline, unknown card tried) by email and
+    /// webhook; false = none.
+    pub alerts: bool,
+    /// Minutes a board may stay silent before staff get an "offline" alert.
+    pub alert_board_offline_min: u64,
+    /// Unknown-card attempts at one machine within an hour that raise an alert.
+    pub alert_unknown_card_tries: u32,
+    /// Day of the week the weekly summary is sent ("monday".."sunday"; "" = never).
+    pub weekly_summary_day: String,
+    /// Local hour (0-23, the panel's time zone) from which the weekly summary is sent.
+    pub weekly_summary_hour: u8,
+    /// Chat webhooks (Slack-compatible incoming webhooks), `[[sync.webhooks]]` entries.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// Events a webhook can be told about.
+pub const WEBHOOK_EVENTS: [&str; 5] = [
+    "machine_started",
+    "machine_stopped",
+    "maintenance_due",
+    "alert",
+    "presence",
+];
+
+/// Template names: the events, with presence split into signing in and out.
+pub const WEBHOOK_TEMPLATES: [&str; 6] = [
+    "machine_started",
+    "machine_stopped",
+    "maintenance_due",
+    "alert",
+    "signed_in",
+    "signed_out",
+];
+
+/// One Slack-compatible incoming webhook: a POST of `{"text": "..."}` per event.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// http(s) URL of the incoming webhook (a secret: never logged).
+    pub url: String,
+    /// Events posted to this URL; default all of `WEBHOOK_EVENTS`.
+    #[serde(default = "all_webhook_events")]
+    pub events: Vec<String>,
+    /// Message per template name (`WEBHOOK_TEMPLATES`) with `{machine}`, `{member}`,
+    /// `{duration}` and `{text}` placeholders; missing ones use the built-in text.
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
+}
+
+fn all_webhook_events() -> Vec<String> {
+    WEBHOOK_EVENTS.iter().map(|s| s.to_string()).collect()
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL is the webhook's secret.
+        f.debug_struct("WebhookConfig")
+            .field("url", &"<hidden>")
+            .field("events", &self.events)
+            .field("templates", &self.templates)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -430,6 +509,13 @@ impl std::fmt::Debug for SyncConfig {
             .field("google_token_uri", &self.google_token_uri)
             .field("google_timeout_s", &self.google_timeout_s)
             .field("calendar_member_names", &self.calendar_member_names)
+            .field("webhook_timeout_s", &self.webhook_timeout_s)
+            .field("alerts", &self.alerts)
+            .field("alert_board_offline_min", &self.alert_board_offline_min)
+            .field("alert_unknown_card_tries", &self.alert_unknown_card_tries)
+            .field("weekly_summary_day", &self.weekly_summary_day)
+            .field("weekly_summary_hour", &self.weekly_summary_hour)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -454,6 +540,13 @@ impl Default for SyncConfig {
             google_token_uri: String::new(),
             google_timeout_s: 30,
             calendar_member_names: "first".into(),
+            webhook_timeout_s: 10,
+            alerts: true,
+            alert_board_offline_min: 30,
+            alert_unknown_card_tries: 3,
+            weekly_summary_day: "monday".into(),
+            weekly_summary_hour: 8,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -730,6 +823,7 @@ impl Config {
             return Err(bad("store.database", "must name a file"));
         }
         self.validate_presence_and_readers(path)?;
+        self.validate_sync(path)?;
         if self.backup.keep < 1 {
             return Err(bad("backup.keep", "must be at least 1"));
         }
@@ -788,6 +882,56 @@ impl Config {
 }
 
 impl Config {
+    fn validate_sync(&self, path: &Path) -> Result<(), Error> {
+        let bad = |key: &'static str, message: String| Error::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let s = &self.sync;
+        if !s.weekly_summary_day.is_empty() && weekday(&s.weekly_summary_day).is_none() {
+            return Err(bad(
+                "sync.weekly_summary_day",
+                format!(
+                    "{:?} is not a day like \"monday\" (or \"\" for never)",
+                    s.weekly_summary_day
+                ),
+            ));
+        }
+        if s.weekly_summary_hour > 23 {
+            return Err(bad("sync.weekly_summary_hour", "must be 0..=23".into()));
+        }
+        for w in &s.webhooks {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(bad(
+                    "sync.webhooks.url",
+                    "must be an http:// or https:// URL".into(),
+                ));
+            }
+            if let Some(e) = w
+                .events
+                .iter()
+                .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+            {
+                return Err(bad(
+                    "sync.webhooks.events",
+                    format!("{e:?} is not one of {WEBHOOK_EVENTS:?}"),
+                ));
+            }
+            if let Some(t) = w
+                .templates
+                .keys()
+                .find(|t| !WEBHOOK_TEMPLATES.contains(&t.as_str()))
+            {
+                return Err(bad(
+                    "sync.webhooks.templates",
+                    format!("{t:?} is not one of {WEBHOOK_TEMPLATES:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_presence_and_readers(&self, path: &Path) -> Result<(), Error> {
         let bad = |key: &'static str, message: String| Error::Invalid {
             path: path.to_owned(),

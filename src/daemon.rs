@@ -87,6 +87,12 @@ impl Daemon {
             stats_topic: format!("{}/{}", p.stats_topic, p.stats_id),
             presence: config.presence.clone(),
             daily: jobs::Daily::from_config(config),
+            alerts: config
+                .sync
+                .alerts
+                .then(|| crate::sync::alerts::Alerts::from_config(&config.sync)),
+            weekly: crate::config::weekday(&config.sync.weekly_summary_day)
+                .map(|d| (d, config.sync.weekly_summary_hour)),
         }
         .spawn()?;
         crate::sync::Worker {

@@ -35,7 +35,14 @@ pub struct Jobs {
     /// Reminder and closing times of the building register.
     pub presence: crate::config::PresenceConfig,
     pub daily: Daily,
+    /// Staff alerts (`sync::alerts`), checked every `ALERTS_EVERY`.
+    pub alerts: Option<crate::sync::alerts::Alerts>,
+    /// Weekly summary: weekday (1 = Monday) and local hour; `None` = never.
+    pub weekly: Option<(i8, u8)>,
 }
+
+/// How often the alert conditions are checked.
+const ALERTS_EVERY: Duration = Duration::from_secs(60);
 
 /// How often orphan uses are looked for; the rule itself works in hours.
 const ORPHAN_EVERY: Duration = Duration::from_secs(5);
@@ -63,6 +70,7 @@ impl Jobs {
         let host = host_name();
         let ip = host_ip(&host, self.broker.addr());
         let mut presence_checked = store::now();
+        let mut last_alerts: Option<Instant> = None;
         if let Err(e) = self.presence_catch_up(&mut conn, presence_checked) {
             log::error!("presence: {e}");
         }
@@ -83,6 +91,15 @@ impl Jobs {
                 }
             }
             self.daily.run(&mut conn);
+            if last_alerts.is_none_or(|t| t.elapsed() >= ALERTS_EVERY) {
+                last_alerts = Some(Instant::now());
+                if let Err(e) = self.check_alerts(&mut conn) {
+                    log::error!("alerts: {e}");
+                }
+                if let Err(e) = self.weekly_summary(&mut conn) {
+                    log::error!("weekly summary: {e}");
+                }
+            }
             if last_flush.elapsed() >= self.flush_every {
                 last_flush = Instant::now();
                 if let Err(e) = flush(&mut conn, &self.hot) {
@@ -213,6 +230,50 @@ impl Jobs {
                 log::info!("presence: closing time, {n} signed out");
             }
         }
+        Ok(())
+    }
+
+    /// Fires new staff alerts and clears those whose condition ended.
+    fn check_alerts(&self, conn: &mut rusqlite::Connection) -> store::Result<()> {
+        let Some(alerts) = &self.alerts else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let report = {
+            let hot = self
+                .hot
+                .lock()
+                .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+            crate::sync::alerts::check(&tx, Some(&hot), alerts, store::now())?
+        };
+        tx.commit()?;
+        if !report.fired.is_empty() {
+            crate::sync::wake();
+        }
+        Ok(())
+    }
+
+    /// Queues last week's summary once this week's day and hour have passed.
+    fn weekly_summary(&self, conn: &mut rusqlite::Connection) -> store::Result<()> {
+        use crate::sync::weekly;
+        let Some((day, hour)) = self.weekly else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last = store::setting(&tx, weekly::LAST_WEEK)?;
+        let Some(week) = weekly::due(
+            store::now(),
+            &weekly::lab_zone(&tx),
+            day,
+            hour,
+            last.as_deref(),
+        ) else {
+            return Ok(());
+        };
+        let n = weekly::queue(&tx, &week)?;
+        tx.commit()?;
+        log::info!("weekly summary of {}: {n} emails queued", week.id);
+        crate::sync::wake();
         Ok(())
     }
 

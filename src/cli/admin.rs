@@ -194,6 +194,19 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Outcome {
             ));
             Ok(())
         }
+        Command::Send(super::SendCmd::WeeklySummary) => {
+            let (week, n) = ctx.write(|db| {
+                use crate::sync::weekly;
+                let week = weekly::last_week(store::now(), &weekly::lab_zone(db));
+                let n = weekly::queue(db, &week)?;
+                Ok((week, n))
+            })?;
+            ctx.line(format!(
+                "weekly summary of {} queued to {n} members; the daemon sends it",
+                week.id
+            ));
+            Ok(())
+        }
         Command::Config(_)
         | Command::Run
         | Command::ImportFabomatic { .. }

@@ -119,6 +119,9 @@ pub enum SendCmd {
         /// Recipient.
         address: String,
     },
+    /// Queue last week's summary to every member who opted in (the daemon also does it
+    /// on `[sync] weekly_summary_day`); a week already queued is not queued again.
+    WeeklySummary,
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,6 +407,8 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::conf
             config.store.data_dir = base.join(&config.store.data_dir);
         }
     }
+    // The lab queues webhook rows in its transactions, in the daemon and in commands alike.
+    crate::sync::webhook::configure(&config.sync.webhooks);
     Ok(config)
 }
 

@@ -128,6 +128,7 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         Some(replay),
     )?;
     crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
+    crate::sync::webhook::machine_started(ctx.db, machine, &member)?;
     Ok(UseOutcome::Recorded { seconds: 0 })
 }
 
@@ -209,6 +210,7 @@ pub fn stop_use(
             total += extra;
         }
         store::add_machine_seconds(ctx.db, machine.id, total)?;
+        crate::sync::webhook::machine_stopped(ctx.db, machine, &member, d)?;
         return Ok(UseOutcome::Recorded { seconds: total });
     }
     if d == 0 {
@@ -229,6 +231,7 @@ pub fn stop_use(
     )?;
     crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
     store::add_machine_seconds(ctx.db, machine.id, d)?;
+    crate::sync::webhook::machine_stopped(ctx.db, machine, &member, d)?;
     Ok(UseOutcome::Recorded { seconds: d })
 }
 

@@ -56,6 +56,7 @@ pub fn entrance_tap(ctx: &mut Ctx, uid: &str, source: &str) -> Result<Tap> {
 fn toggle(db: &Connection, member: Member, source: &str, now: i64) -> Result<Tap> {
     if let Some(open) = store::open_presence(db, member.id)? {
         store::close_presence(db, open.id, now, source, false)?;
+        crate::sync::webhook::presence(db, &member, false)?;
         return Ok(Tap::SignedOut {
             member,
             since: open.signed_in_at,
@@ -65,6 +66,7 @@ fn toggle(db: &Connection, member: Member, source: &str, now: i64) -> Result<Tap
         Some(reason) => Ok(Tap::Refused { member, reason }),
         None => {
             store::insert_presence(db, member.id, now, source)?;
+            crate::sync::webhook::presence(db, &member, true)?;
             Ok(Tap::SignedIn { member })
         }
     }
@@ -98,6 +100,7 @@ pub fn sign_in(db: &Connection, member: &Member, source: &str, now: i64) -> Resu
         return Ok(Change::Refused(reason));
     }
     store::insert_presence(db, member.id, now, source)?;
+    crate::sync::webhook::presence(db, member, true)?;
     Ok(Change::Done)
 }
 
@@ -105,6 +108,9 @@ pub fn sign_out(db: &Connection, member_id: i64, source: &str, now: i64) -> Resu
     match store::open_presence(db, member_id)? {
         Some(open) => {
             store::close_presence(db, open.id, now, source, false)?;
+            if let Some(member) = store::member(db, member_id)? {
+                crate::sync::webhook::presence(db, &member, false)?;
+            }
             Ok(Change::Done)
         }
         None => Ok(Change::Unchanged),

@@ -204,4 +204,16 @@ CREATE TABLE calendar_events (
     sent_at    INTEGER
 ) WITHOUT ROWID;
 "#,
+    // 7: staff alerts (maintenance due, board offline, unknown card tried), each fired
+    // once per occurrence: a row while the condition lasts, cleared when it ends.
+    r#"
+CREATE TABLE alerts (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,                 -- maintenance_due, board_offline, unknown_card
+    subject_key TEXT NOT NULL,                 -- what it is about, e.g. the machine (and plan)
+    fired_at    INTEGER NOT NULL,
+    cleared_at  INTEGER                        -- NULL while the condition lasts
+);
+CREATE UNIQUE INDEX alerts_open ON alerts(kind, subject_key) WHERE cleared_at IS NULL;
+"#,
 ];

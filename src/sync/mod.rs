@@ -7,9 +7,12 @@
 //! Code that queues a row in this process calls `wake()` after its commit, so the worker
 //! does not wait for its next poll.
 
+pub mod alerts;
 pub mod calendar;
 pub mod email;
 pub mod outbox;
+pub mod webhook;
+pub mod weekly;
 
 use crate::config::SyncConfig;
 use crate::store::{self, Store};
@@ -142,6 +145,7 @@ impl Worker {
         }
         let smtp = email::Smtp::load(conn, &self.config);
         let backoff = Backoff::from_config(&self.config);
+        let mut http = None;
         for row in &rows {
             let outcome = match row.kind.as_str() {
                 "email" => match serde_json::from_str::<Email>(&row.payload) {
@@ -149,6 +153,13 @@ impl Worker {
                     Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
                 },
                 "calendar" => calendar::deliver(conn, &self.config, &row.payload),
+                "webhook" => match serde_json::from_str::<webhook::Post>(&row.payload) {
+                    Ok(p) => {
+                        let timeout = Duration::from_secs(self.config.webhook_timeout_s);
+                        webhook::send(http.get_or_insert_with(|| webhook::agent(timeout)), &p)
+                    }
+                    Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
+                },
                 other => Outcome::Retry(format!("{other} delivery is not available yet")),
             };
             let now = store::now();

@@ -89,6 +89,9 @@ pub fn sent_summary(kind: &str, payload: &str) -> String {
             return serde_json::json!({ "to": e.to, "subject": e.subject }).to_string();
         }
     }
+    if kind == "webhook" {
+        return super::webhook::sent_summary(payload);
+    }
     "{}".into()
 }
 

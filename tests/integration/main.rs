@@ -19,3 +19,5 @@ mod panel_workshop;
 mod readers;
 mod startup;
 mod sync;
+mod webhooks;
+mod weekly;

@@ -16,7 +16,8 @@ fn lab_with_smtp(port: u16, members: &[(&str, &str, &str)]) -> Lab {
     let mut lab = Lab::new();
     fixture_f(&lab);
     lab.extra_config = "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
-                        smtp_timeout_s = 3\npanel_url = \"https://panel.test:8443\"\n"
+                        smtp_timeout_s = 3\npanel_url = \"https://panel.test:8443\"\n\
+                        alerts = false\n"
         .into();
     lab.sql(&format!(
         "INSERT INTO roles (role_id, role_name, backend_admin) VALUES (10, 'panel', 1);
@@ -64,7 +65,7 @@ fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
 }
 
 /// Quoted-printable and base64 parts of a message, decoded well enough for assertions.
-fn decoded(mail: &Mail) -> String {
+pub fn decoded(mail: &Mail) -> String {
     let mut out = String::new();
     for part in mail.data.split("\r\n--") {
         let (head, body) = part.split_once("\r\n\r\n").unwrap_or(("", part));

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod chrome;
 pub mod google;
 pub mod smtp;
+pub mod webhook;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;

@@ -1,0 +1,361 @@
+//! Chat webhooks: Slack-compatible "incoming webhooks", a POST of `{"text": "..."}` per
+//! event to each configured URL that wants it (`[[sync.webhooks]]`).
+//!
+//! The lab calls `notify` inside the transaction of the change (a machine started or
+//! stopped, a member signed in or out, an alert): it renders the text now, in the
+//! configured template, and queues one outbox row per URL, so each URL is retried on its
+//! own. The lab never touches HTTP; the sync worker `send`s the rows with ureq.
+//! 2xx is delivered; 408, 429, 5xx, timeouts and network errors are retried with backoff;
+//! any other answer is permanent.
+
+use super::Outcome;
+use crate::config::WebhookConfig;
+use crate::store::{self, OutboxKind, Result};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+static HOOKS: RwLock<Vec<WebhookConfig>> = RwLock::new(Vec::new());
+static QUEUED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the webhooks of this process (from `[sync] webhooks`), once the config is loaded.
+pub fn configure(hooks: &[WebhookConfig]) {
+    if let Ok(mut h) = HOOKS.write() {
+        *h = hooks.to_vec();
+    }
+}
+
+/// Wakes the sync worker if `notify` queued something since the last call. Called after
+/// the commit of a transaction that may have queued webhook rows.
+pub fn wake_if_queued() {
+    if QUEUED.swap(false, Ordering::AcqRel) {
+        super::wake();
+    }
+}
+
+/// What happened, with the names as they should read in the message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event<'a> {
+    MachineStarted {
+        machine: &'a str,
+        member: &'a str,
+    },
+    MachineStopped {
+        machine: &'a str,
+        member: &'a str,
+        seconds: i64,
+    },
+    MaintenanceDue {
+        machine: &'a str,
+        text: &'a str,
+    },
+    Alert {
+        text: &'a str,
+    },
+    SignedIn {
+        member: &'a str,
+    },
+    SignedOut {
+        member: &'a str,
+    },
+}
+
+impl Event<'_> {
+    /// The event name of `[[sync.webhooks]] events`.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Event::MachineStarted { .. } => "machine_started",
+            Event::MachineStopped { .. } => "machine_stopped",
+            Event::MaintenanceDue { .. } => "maintenance_due",
+            Event::Alert { .. } => "alert",
+            Event::SignedIn { .. } | Event::SignedOut { .. } => "presence",
+        }
+    }
+
+    /// The template name of `[[sync.webhooks]] templates`.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Event::SignedIn { .. } => "signed_in",
+            Event::SignedOut { .. } => "signed_out",
+            other => other.event(),
+        }
+    }
+
+    fn default_template(&self) -> &'static str {
+        match self {
+            Event::MachineStarted { .. } => "{member} started {machine}",
+            Event::MachineStopped { .. } => "{member} stopped {machine} after {duration}",
+            Event::MaintenanceDue { .. } => "Maintenance due on {machine}: {text}",
+            Event::Alert { .. } => "{text}",
+            Event::SignedIn { .. } => "{member} signed in",
+            Event::SignedOut { .. } => "{member} signed out",
+        }
+    }
+
+    /// The message in `template` (or the built-in one).
+    pub fn render(&self, template: Option<&str>) -> String {
+        let (mut machine, mut member, mut duration, mut text) = ("", "", String::new(), "");
+        match self {
+            Event::MachineStarted {
+                machine: m,
+                member: p,
+            } => (machine, member) = (m, p),
+            Event::MachineStopped {
+                machine: m,
+                member: p,
+                seconds,
+            } => {
+                (machine, member) = (m, p);
+                duration = format_duration(*seconds);
+            }
+            Event::MaintenanceDue {
+                machine: m,
+                text: t,
+            } => (machine, text) = (m, t),
+            Event::Alert { text: t } => text = t,
+            Event::SignedIn { member: p } | Event::SignedOut { member: p } => member = p,
+        }
+        template
+            .unwrap_or(self.default_template())
+            .replace("{machine}", machine)
+            .replace("{member}", member)
+            .replace("{duration}", &duration)
+            .replace("{text}", text)
+    }
+}
+
+/// The lab's changes that chat webhooks hear of; called inside the change's transaction.
+/// The lab stays free of HTTP: these only queue outbox rows.
+pub fn machine_started(
+    tx: &rusqlite::Connection,
+    machine: &crate::store::Machine,
+    member: &crate::store::Member,
+) -> Result<()> {
+    let member = member_name(member);
+    notify(
+        tx,
+        &Event::MachineStarted {
+            machine: &machine.name,
+            member: &member,
+        },
+    )?;
+    Ok(())
+}
+
+/// A use of `seconds` ended (see `machine_started`).
+pub fn machine_stopped(
+    tx: &rusqlite::Connection,
+    machine: &crate::store::Machine,
+    member: &crate::store::Member,
+    seconds: i64,
+) -> Result<()> {
+    let member = member_name(member);
+    notify(
+        tx,
+        &Event::MachineStopped {
+            machine: &machine.name,
+            member: &member,
+            seconds,
+        },
+    )?;
+    Ok(())
+}
+
+/// A member signed in (`true`) or out of the building (see `machine_started`).
+pub fn presence(
+    tx: &rusqlite::Connection,
+    member: &crate::store::Member,
+    signed_in: bool,
+) -> Result<()> {
+    let member = member_name(member);
+    let event = if signed_in {
+        Event::SignedIn { member: &member }
+    } else {
+        Event::SignedOut { member: &member }
+    };
+    notify(tx, &event)?;
+    Ok(())
+}
+
+/// "45 s", "12 min", "1 h 05 min".
+pub fn format_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// A member's name as messages show it.
+pub fn member_name(m: &store::Member) -> String {
+    format!("{} {}", m.name, m.surname).trim().to_string()
+}
+
+/// A webhook row's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Post {
+    pub url: String,
+    pub event: String,
+    pub text: String,
+}
+
+/// Queues the event for every configured webhook that wants it, in the caller's
+/// transaction. Returns how many rows were queued.
+pub fn notify(tx: &Connection, event: &Event) -> Result<usize> {
+    let Ok(hooks) = HOOKS.read() else {
+        return Ok(0);
+    };
+    notify_to(tx, &hooks, event)
+}
+
+/// `notify` with the webhooks given.
+pub fn notify_to(tx: &Connection, hooks: &[WebhookConfig], event: &Event) -> Result<usize> {
+    let mut n = 0;
+    for h in hooks
+        .iter()
+        .filter(|h| h.events.iter().any(|e| e == event.event()))
+    {
+        let post = Post {
+            url: h.url.clone(),
+            event: event.event().into(),
+            text: event.render(h.templates.get(event.template()).map(String::as_str)),
+        };
+        let payload = serde_json::to_string(&post).expect("a post serialises");
+        store::enqueue(tx, OutboxKind::Webhook, &payload, None, store::now())?;
+        n += 1;
+    }
+    if n > 0 {
+        QUEUED.store(true, Ordering::Release);
+    }
+    Ok(n)
+}
+
+/// What is kept of a sent post: the event and text, never the URL (the secret).
+pub fn sent_summary(payload: &str) -> String {
+    match serde_json::from_str::<Post>(payload) {
+        Ok(p) => serde_json::json!({ "event": p.event, "text": p.text }).to_string(),
+        Err(_) => "{}".into(),
+    }
+}
+
+/// The HTTP client of the sync worker: answers of any status are read, not errors.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent("fabgate")
+        .build()
+        .into()
+}
+
+/// Posts one message.
+pub fn send(agent: &ureq::Agent, post: &Post) -> Outcome {
+    let body = serde_json::json!({ "text": post.text }).to_string();
+    let resp = agent
+        .post(&post.url)
+        .header("Content-Type", "application/json")
+        .send(body.as_bytes());
+    match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            if (200..300).contains(&status) {
+                return Outcome::Sent;
+            }
+            let text: String = r
+                .into_body()
+                .read_to_string()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            let why = format!("HTTP {status} {}", text.trim());
+            if status == 408 || status == 429 || status >= 500 {
+                Outcome::Retry(why)
+            } else {
+                Outcome::Permanent(why)
+            }
+        }
+        Err(e @ (ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl)) => {
+            Outcome::Permanent(e.to_string())
+        }
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(url: &str, events: &[&str], templates: &[(&str, &str)]) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            events: events.iter().map(|s| s.to_string()).collect(),
+            templates: templates
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn templates_and_defaults_render() {
+        let stop = Event::MachineStopped {
+            machine: "LASER 1",
+            member: "Carla C",
+            seconds: 3900,
+        };
+        assert_eq!(
+            stop.render(None),
+            "Carla C stopped LASER 1 after 1 h 05 min"
+        );
+        assert_eq!(
+            stop.render(Some(":stop_sign: {machine} free ({duration}, {member})")),
+            ":stop_sign: LASER 1 free (1 h 05 min, Carla C)"
+        );
+        assert_eq!(Event::SignedIn { member: "Anna" }.template(), "signed_in");
+        assert_eq!(format_duration(45), "45 s");
+        assert_eq!(format_duration(720), "12 min");
+    }
+
+    #[test]
+    fn one_row_per_interested_webhook_and_no_url_kept_once_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::Store::open(&dir.path().join("l.db"), crate::config::Synchronous::Normal)
+            .unwrap();
+        let db = s.connect().unwrap();
+        let hooks = [
+            hook("http://a/secret", &["machine_started"], &[]),
+            hook(
+                "http://b/secret",
+                &["machine_started", "presence"],
+                &[("machine_started", "{machine} on")],
+            ),
+        ];
+        let ev = Event::MachineStarted {
+            machine: "DRILL 1",
+            member: "Anna A",
+        };
+        assert_eq!(notify_to(&db, &hooks, &ev).unwrap(), 2);
+        assert_eq!(
+            notify_to(&db, &hooks, &Event::Alert { text: "x" }).unwrap(),
+            0
+        );
+        let rows = store::outbox_due(&db, store::now(), 10).unwrap();
+        let posts: Vec<Post> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.payload).unwrap())
+            .collect();
+        assert_eq!(posts[0].text, "Anna A started DRILL 1");
+        assert_eq!(posts[1].text, "DRILL 1 on");
+        let kept = sent_summary(&rows[0].payload);
+        assert!(
+            !kept.contains("secret") && kept.contains("DRILL 1"),
+            "{kept}"
+        );
+    }
+}

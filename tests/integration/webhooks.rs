@@ -1,0 +1,155 @@
+//! Chat webhooks: a board session posts exactly the configured messages to the webhooks
+//! that want them, and a receiver that is down gets them once it is back, once.
+
+use crate::common::webhook::Receiver;
+use crate::common::*;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A lab (fixture F) with a quick retry schedule and `webhooks` as TOML.
+fn lab_with_webhooks(webhooks: &str) -> Lab {
+    let mut lab = Lab::new();
+    fixture_f(&lab);
+    lab.extra_config = format!(
+        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
+         webhook_timeout_s = 3\n{webhooks}\n"
+    );
+    lab
+}
+
+fn wait_until(lab: &Lab, sql: &str, want: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = lab.count(sql);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {got}, want {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_board_session_posts_the_two_configured_messages() {
+    let machines = Receiver::start();
+    let presence = Receiver::start();
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"machine_started\", \"machine_stopped\"]\n\
+         templates = {{ machine_started = \":green_circle: {{member}} on {{machine}}\", \
+         machine_stopped = \":red_circle: {{machine}} free after {{duration}} ({{member}})\" }}\n\
+         [[sync.webhooks]]\nurl = \"{}\"\nevents = [\"presence\"]\n",
+        machines.url("/services/T0/B0/s3cret"),
+        presence.url("/hook")
+    ));
+    let d = lab.start();
+    let b = d.board("1");
+    b.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    b.must(r#"{"action":"inuse", "uid":"aabbccd3","duration":30}"#);
+    b.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":600}"#);
+    let posts = machines.wait_for(2, WAIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    let posts_after = machines.posts();
+    assert_eq!(posts_after.len(), 2, "exactly two posts: {posts_after:?}");
+    let texts: Vec<String> = posts.iter().map(|p| p.text()).collect();
+    assert_eq!(
+        texts,
+        vec![
+            ":green_circle: Carla C on LASER 1",
+            ":red_circle: LASER 1 free after 10 min (Carla C)"
+        ]
+    );
+    assert!(posts
+        .iter()
+        .all(|p| p.path == "/services/T0/B0/s3cret" && p.content_type == "application/json"));
+    assert!(presence.posts().is_empty(), "{:?}", presence.posts());
+    wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 2);
+    let kept: String = lab
+        .db()
+        .query_row(
+            "SELECT group_concat(payload) FROM outbox WHERE kind = 'webhook'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!kept.contains("s3cret"), "the webhook URL is kept: {kept}");
+    assert!(!d.log_contains("s3cret"), "the webhook URL is in the log");
+
+    // Signing in at the CLI posts to the presence webhook only.
+    lab.ok(&["presence", "sign-in", "aabbccd4"]);
+    let p = presence.wait_for(1, WAIT);
+    assert_eq!(p[0].text(), "Dario D signed in");
+    assert_eq!(machines.posts().len(), 2);
+}
+
+#[test]
+fn a_receiver_that_is_down_gets_the_post_once_it_is_back() {
+    let mut hook = Receiver::reserve();
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"machine_started\"]\n",
+        hook.url("/down")
+    ));
+    let d = lab.start();
+    let b = d.board("2");
+    b.must(r#"{"action":"startuse", "uid":"aabbccd4"}"#);
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state = 'pending' AND attempts >= 1",
+        1,
+    );
+    // Up but overloaded: still waiting.
+    hook.restart();
+    hook.answer(503);
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND last_error LIKE '%503%'",
+        1,
+    );
+    hook.answer(200);
+    let posts = hook.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(hook.posts().len(), 1, "delivered once: {posts:?}");
+    assert_eq!(posts[0].text(), "Dario D started DRILL 1");
+    wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 1);
+
+    // A 404 is permanent.
+    hook.answer(404);
+    b.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE state = 'failed'",
+        1,
+    );
+}
+
+#[test]
+fn the_daemon_alerts_staff_once_when_maintenance_is_due() {
+    let hook = Receiver::start();
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"maintenance_due\", \"alert\"]\n",
+        hook.url("/alerts")
+    ));
+    lab.sql(
+        "INSERT INTO roles (role_id, role_name, backend_admin) VALUES (10, 'panel', 1);
+         INSERT INTO members (name, surname, role_id, email, language, created_at)
+           VALUES ('Giulia', 'G', 10, 'giulia@example.org', 'it', 0);",
+    );
+    let _d = lab.start();
+    // Fixture F: CNC 1 was used 2 h against a 1 h plan.
+    let posts = hook.wait_for(1, WAIT);
+    assert_eq!(posts[0].text(), "Maintenance due on CNC 1: Clean the bed");
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'email' AND payload LIKE '%giulia@example.org%' \
+         AND payload LIKE '%Manutenzione da fare su CNC 1%'",
+        1,
+    );
+    assert_eq!(
+        lab.count(
+            "SELECT COUNT(*) FROM alerts WHERE kind = 'maintenance_due' AND cleared_at IS NULL"
+        ),
+        1
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hook.posts().len(), 1);
+}
