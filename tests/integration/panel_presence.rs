@@ -40,7 +40,10 @@ fn sign_in_out_history_export_and_lone_working() {
     b.get("/presence");
     let p = b.post("/presence/sign-in", &[("member", "4")]);
     assert_eq!(p.location.as_deref(), Some("/presence?ok=in"), "{}", p.body);
-    assert_eq!(lab.count("SELECT COUNT(*) FROM presence WHERE signed_out_at IS NULL"), 2);
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM presence WHERE signed_out_at IS NULL"),
+        2
+    );
     assert_eq!(
         board.must(r#"{"action":"checkuser","uid":"aabbccd3"}"#)["is_valid"],
         true
