@@ -864,21 +864,8 @@ pub fn export(conn: &Connection, now: i64) -> Result<LabExport> {
         })?
         .collect::<rusqlite::Result<_>>()?;
     let uses = conn
-        .prepare(
-            "SELECT use_id, member_id, machine_id, start_ts, last_seen, end_ts, replay
-             FROM uses ORDER BY use_id",
-        )?
-        .query_map([], |r| {
-            Ok(UseExport {
-                id: r.get(0)?,
-                member_id: r.get(1)?,
-                machine_id: r.get(2)?,
-                start: r.get(3)?,
-                last_seen: r.get(4)?,
-                end: r.get(5)?,
-                replay: r.get(6)?,
-            })
-        })?
+        .prepare(&format!("{USE_EXPORT_SELECT} ORDER BY use_id"))?
+        .query_map([], use_export_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let unknown_cards = conn
         .prepare("SELECT id, card_uid, machine_id, timestamp FROM unknown_cards ORDER BY id")?
@@ -905,6 +892,22 @@ pub fn export(conn: &Connection, now: i64) -> Result<LabExport> {
         uses,
         unknown_cards,
         boards: boards(conn)?,
+    })
+}
+
+/// Uses as exported (whole lab, or one member's data).
+pub(super) const USE_EXPORT_SELECT: &str =
+    "SELECT use_id, member_id, machine_id, start_ts, last_seen, end_ts, replay FROM uses";
+
+pub(super) fn use_export_from_row(r: &rusqlite::Row) -> rusqlite::Result<UseExport> {
+    Ok(UseExport {
+        id: r.get(0)?,
+        member_id: r.get(1)?,
+        machine_id: r.get(2)?,
+        start: r.get(3)?,
+        last_seen: r.get(4)?,
+        end: r.get(5)?,
+        replay: r.get(6)?,
     })
 }
 

@@ -126,21 +126,11 @@ pub fn member_data(conn: &Connection, profile: MemberRow) -> Result<MemberData> 
         })?
         .collect::<rusqlite::Result<_>>()?;
     let uses = conn
-        .prepare(
-            "SELECT use_id, member_id, machine_id, start_ts, last_seen, end_ts, replay
-             FROM uses WHERE member_id = ?1 ORDER BY start_ts, use_id",
-        )?
-        .query_map([id], |r| {
-            Ok(UseExport {
-                id: r.get(0)?,
-                member_id: r.get(1)?,
-                machine_id: r.get(2)?,
-                start: r.get(3)?,
-                last_seen: r.get(4)?,
-                end: r.get(5)?,
-                replay: r.get(6)?,
-            })
-        })?
+        .prepare(&format!(
+            "{} WHERE member_id = ?1 ORDER BY start_ts, use_id",
+            super::admin::USE_EXPORT_SELECT
+        ))?
+        .query_map([id], super::admin::use_export_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let interventions = conn
         .prepare(
