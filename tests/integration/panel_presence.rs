@@ -121,7 +121,17 @@ fn phone_link_and_wall_screen() {
     assert_eq!(lab.count("SELECT COUNT(*) FROM presence WHERE member_id = 3 AND signed_out_at IS NULL AND in_source = 'link'"), 1);
     // Revoked: the link stops working.
     b.get("/presence");
-    b.post("/presence/link", &[("member", "3"), ("action", "revoke")]);
+    let revoked = b.post("/presence/link", &[("member", "3"), ("action", "revoke")]);
+    assert_eq!(
+        revoked.location.as_deref(),
+        Some("/presence?ok=revoked"),
+        "{}",
+        revoked.body
+    );
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM presence_links WHERE revoked_at IS NULL"),
+        0
+    );
     assert_eq!(phone.get(&path).status, 404);
     assert_eq!(phone.get("/in/0000").status, 404);
     // Wall screen: only under its secret address, read-only.
