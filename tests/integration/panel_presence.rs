@@ -7,12 +7,13 @@ use crate::common::*;
 fn admin(d: &TestDaemon) -> Browser {
     let mut b = Browser::new(d.panel);
     let first = d.admin_password.clone().unwrap();
-    b.post(
+    let login = b.post(
         "/login",
         &[("email", "admin@fabgate.local"), ("password", &first)],
     );
+    assert_eq!(login.status, 303, "login: {}", login.body);
     b.get("/password");
-    b.post(
+    let changed = b.post(
         "/password",
         &[
             ("current", &first),
@@ -20,7 +21,13 @@ fn admin(d: &TestDaemon) -> Browser {
             ("repeat", "correct horse 42"),
         ],
     );
-    b.get("/presence");
+    assert_eq!(
+        changed.location.as_deref(),
+        Some("/"),
+        "password change: {}",
+        changed.body
+    );
+    assert_eq!(b.get("/presence").status, 200);
     b
 }
 
