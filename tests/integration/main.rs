@@ -11,6 +11,7 @@ mod conformance;
 mod data;
 mod faults;
 mod import;
+mod offline;
 mod package;
 mod panel;
 mod panel_people;

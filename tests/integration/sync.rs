@@ -54,7 +54,7 @@ fn admin(d: &TestDaemon) -> Browser {
     b
 }
 
-fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
+pub fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
     let mut b = Browser::new(panel);
     let form = b.get("/password/forgot");
     assert_eq!(form.status, 200);

@@ -59,6 +59,8 @@ pub struct State {
     /// Store the next insert, then close the connection without answering.
     pub drop_next_insert: bool,
     pub dropped: usize,
+    /// Pause before answering each API call (a slow server).
+    pub delay: Duration,
 }
 
 pub struct FakeGoogle {
@@ -334,6 +336,8 @@ fn handle(
             }
         };
     }
+    let delay = state.lock().unwrap().delay;
+    std::thread::sleep(delay);
     let mut s = state.lock().unwrap();
     let token = req
         .header("authorization")

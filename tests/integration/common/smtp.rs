@@ -54,6 +54,9 @@ pub enum Rcpt {
 struct Shared {
     mails: Mutex<Vec<Mail>>,
     rcpt: Mutex<Rcpt>,
+    /// Pause between taking a message and answering 250 (a slow server; a client that
+    /// dies in this window has had its message accepted without knowing it).
+    delay: Mutex<Duration>,
 }
 
 pub struct SmtpServer {
@@ -72,6 +75,7 @@ impl SmtpServer {
             shared: Arc::new(Shared {
                 mails: Mutex::default(),
                 rcpt: Mutex::new(Rcpt::Accept),
+                delay: Mutex::default(),
             }),
             running: None,
         };
@@ -138,6 +142,11 @@ impl SmtpServer {
 
     pub fn answer_rcpt(&self, rcpt: Rcpt) {
         *self.shared.rcpt.lock().unwrap() = rcpt;
+    }
+
+    /// Makes every accepted message wait `d` before its 250.
+    pub fn set_delay(&self, d: Duration) {
+        *self.shared.delay.lock().unwrap() = d;
     }
 
     pub fn mails(&self) -> Vec<Mail> {
@@ -241,6 +250,7 @@ fn session(stream: TcpStream, shared: &Shared, running: &AtomicBool) -> std::io:
                 to: std::mem::take(&mut to),
                 data,
             });
+            std::thread::sleep(*shared.delay.lock().unwrap());
             out.write_all(b"250 OK queued\r\n")?;
         } else if upper == "RSET" {
             from.clear();

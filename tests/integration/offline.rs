@@ -1,0 +1,168 @@
+//! A lab offline for a while: 100 changes (50 usage sessions for the lab calendar, 50
+//! password-reset emails) queue while SMTP and Google are down; the servers come back
+//! slow, and the daemon is killed (SIGKILL, as a power cut) in the middle of delivering.
+//! After the restart every session is exactly one event in its final state, and every
+//! email has arrived: at least once, at most one duplicate per kill (the message in
+//! flight when the process died — accepted by the server, not yet marked sent).
+
+use crate::common::google::{FakeGoogle, CALENDAR};
+use crate::common::smtp::SmtpServer;
+use crate::common::*;
+use crate::sync::ask_reset;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const SESSIONS: usize = 50;
+const EMAILS: usize = 50;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn wait_until(lab: &Lab, sql: &str, done: impl Fn(i64) -> bool) -> i64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = lab.count(sql);
+        if done(got) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{sql}: still {got}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn lab(smtp: &SmtpServer, g: &FakeGoogle) -> Lab {
+    let mut lab = Lab::new();
+    fixture_f(&lab);
+    let key = g.key_file(lab.dir.path());
+    lab.extra_config = format!(
+        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\nalerts = false\n\
+         smtp_timeout_s = 5\npanel_url = \"https://panel.test:8443\"\n\
+         google_key_file = {key:?}\nlab_calendar_id = {CALENDAR:?}\n\
+         google_api_base = {base:?}\ngoogle_timeout_s = 5\ncalendar_member_names = \"full\"\n",
+        key = key.display().to_string(),
+        base = g.base(),
+    );
+    lab.sql(&format!(
+        "INSERT INTO roles (role_id, role_name, backend_admin) VALUES (10, 'panel', 1);
+         INSERT INTO settings (key, value) VALUES ('smtp_host', '127.0.0.1'), ('smtp_port', '{}'),
+           ('smtp_tls', 'none'), ('smtp_from', 'lab@example.org');",
+        smtp.port()
+    ));
+    for i in 0..SESSIONS.max(EMAILS) {
+        lab.db()
+            .execute(
+                "INSERT INTO members (member_id, name, surname, role_id, card_uid, email, created_at)
+                 VALUES (?1, 'Member', ?2, 10, ?3, ?4, 0)",
+                rusqlite::params![
+                    100 + i as i64,
+                    format!("N{i}"),
+                    format!("cc0000{i:02x}"),
+                    format!("m{i}@example.org")
+                ],
+            )
+            .unwrap();
+    }
+    lab
+}
+
+#[test]
+fn a_hundred_offline_changes_arrive_once_across_a_kill_mid_delivery() {
+    let mut g = FakeGoogle::reserve();
+    let mut smtp = SmtpServer::reserve();
+    let lab = lab(&smtp, &g);
+    let d = lab.start();
+
+    // 50 sessions on the drill (open access), each with its own duration, and 50 reset
+    // requests, interleaved so the kill below hits both kinds.
+    let drill = d.board("2");
+    assert_eq!(SESSIONS, EMAILS);
+    for i in 0..SESSIONS {
+        let uid = format!("cc0000{i:02x}");
+        drill.must(&format!(r#"{{"action":"startuse","uid":"{uid}"}}"#));
+        let r = drill.must(&format!(
+            r#"{{"action":"stopuse","uid":"{uid}","duration":{}}}"#,
+            60 + i
+        ));
+        assert_eq!(r["request_ok"], true, "{r}");
+        ask_reset(d.panel, &format!("m{i}@example.org"));
+    }
+    // Everything tried at least once and waiting: an insert and an update per session.
+    let rows = (2 * SESSIONS + EMAILS) as i64;
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts >= 1",
+        |n| n == rows,
+    );
+
+    // The network comes back, slowly; the daemon dies a third of the way through.
+    g.with(|s| s.delay = Duration::from_millis(10));
+    smtp.set_delay(Duration::from_millis(40));
+    g.restart();
+    smtp.restart();
+    let sent = wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE state = 'sent'",
+        |n| n >= rows / 3,
+    );
+    drop(d); // SIGKILL
+    assert!(sent < rows, "the kill came after everything was delivered");
+
+    let d = lab.start();
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE state = 'sent'",
+        |n| n == rows,
+    );
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM outbox WHERE state <> 'sent'"),
+        0
+    );
+
+    // Calendar: exactly one event per session, each with its closed times.
+    let events = g.events();
+    assert_eq!(events.len(), SESSIONS, "{:?}", events.keys());
+    let mut durations: Vec<i64> = events
+        .values()
+        .map(|e| {
+            let t = |k: &str| {
+                e[k]["dateTime"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_second()
+            };
+            t("end") - t("start")
+        })
+        .collect();
+    durations.sort();
+    assert_eq!(
+        durations,
+        (0..SESSIONS as i64).map(|i| 60 + i).collect::<Vec<_>>()
+    );
+    g.with(|s| {
+        eprintln!(
+            "offline: killed after {sent}/{rows} sent; Google inserts {} updates {} conflicts {}",
+            s.inserts, s.updates, s.conflicts
+        );
+        assert_eq!(s.inserts, SESSIONS, "one insert per session");
+        // An insert in flight at the kill is retried and answered 409: still one event.
+        assert!(s.conflicts <= 1, "conflicts: {}", s.conflicts);
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+    });
+
+    // Email: everyone's reset link arrived; at most the one in flight came twice.
+    let mails = smtp.wait_for(EMAILS, WAIT);
+    let mut per_address: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &mails {
+        for to in &m.to {
+            *per_address.entry(to.clone()).or_default() += 1;
+        }
+    }
+    eprintln!("offline: {} mails for {EMAILS} resets", mails.len());
+    assert_eq!(per_address.len(), EMAILS, "{per_address:?}");
+    assert!(
+        mails.len() <= EMAILS + 1,
+        "{} mails for {EMAILS} resets",
+        mails.len()
+    );
+    d.stop();
+}
