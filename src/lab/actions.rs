@@ -90,12 +90,24 @@ pub enum UseOutcome {
     },
 }
 
-/// Closes an open use as the board reported it: end = start + duration.
+/// Closes an open use as the board reported it: end = start + duration. Every way a use
+/// ends comes here, so the calendar and the webhooks hear of each one.
 fn close(ctx: &mut Ctx, u: &store::Use, duration: i64) -> Result<()> {
     store::close_use(ctx.db, u.id, u.start + duration, ctx.now)?;
     ctx.hot.use_closed(u.id);
     crate::sync::calendar::use_closed(ctx.db, u.id, ctx.now)?;
+    crate::sync::webhook::use_stopped(ctx.db, u.id)?;
     Ok(())
+}
+
+/// A use was opened (open, or `closed` already): its calendar event and webhooks.
+fn opened(ctx: &mut Ctx, use_id: i64, closed: bool) -> Result<()> {
+    crate::sync::calendar::use_opened(ctx.db, use_id, ctx.now)?;
+    if closed {
+        crate::sync::webhook::use_stopped(ctx.db, use_id)
+    } else {
+        crate::sync::webhook::use_started(ctx.db, use_id)
+    }
 }
 
 /// `startuse`: closes whatever is open on the machine (each at its last heartbeat), then
@@ -127,8 +139,7 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         None,
         Some(replay),
     )?;
-    crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
-    crate::sync::webhook::machine_started(ctx.db, machine, &member)?;
+    opened(ctx, id, false)?;
     Ok(UseOutcome::Recorded { seconds: 0 })
 }
 
@@ -164,7 +175,7 @@ pub fn in_use(ctx: &mut Ctx, machine: &Machine, uid: &str, duration: i64) -> Res
                 None,
                 None,
             )?;
-            crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
+            opened(ctx, id, false)?;
         }
     }
     Ok(UseOutcome::Recorded { seconds: 0 })
@@ -210,7 +221,6 @@ pub fn stop_use(
             total += extra;
         }
         store::add_machine_seconds(ctx.db, machine.id, total)?;
-        crate::sync::webhook::machine_stopped(ctx.db, machine, &member, d)?;
         return Ok(UseOutcome::Recorded { seconds: total });
     }
     if d == 0 {
@@ -229,9 +239,8 @@ pub fn stop_use(
         Some(ctx.now),
         Some(replay),
     )?;
-    crate::sync::calendar::use_opened(ctx.db, id, ctx.now)?;
+    opened(ctx, id, true)?;
     store::add_machine_seconds(ctx.db, machine.id, d)?;
-    crate::sync::webhook::machine_stopped(ctx.db, machine, &member, d)?;
     Ok(UseOutcome::Recorded { seconds: d })
 }
 

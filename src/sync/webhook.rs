@@ -11,7 +11,7 @@
 use super::Outcome;
 use crate::config::WebhookConfig;
 use crate::store::{self, OutboxKind, Result};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -128,38 +128,58 @@ impl Event<'_> {
 
 /// The lab's changes that chat webhooks hear of; called inside the change's transaction.
 /// The lab stays free of HTTP: these only queue outbox rows.
-pub fn machine_started(
-    tx: &rusqlite::Connection,
-    machine: &crate::store::Machine,
-    member: &crate::store::Member,
-) -> Result<()> {
-    let member = member_name(member);
-    notify(
-        tx,
-        &Event::MachineStarted {
-            machine: &machine.name,
-            member: &member,
-        },
-    )?;
-    Ok(())
+///
+/// A use was opened (by a board's start, or a heartbeat for a start we missed).
+pub fn use_started(tx: &Connection, use_id: i64) -> Result<()> {
+    use_event(tx, use_id, "machine_started")
 }
 
-/// A use of `seconds` ended (see `machine_started`).
-pub fn machine_stopped(
-    tx: &rusqlite::Connection,
-    machine: &crate::store::Machine,
-    member: &crate::store::Member,
-    seconds: i64,
-) -> Result<()> {
-    let member = member_name(member);
-    notify(
-        tx,
-        &Event::MachineStopped {
-            machine: &machine.name,
+/// A use ended, however it was closed (the board's stop, another start on the machine, or
+/// the orphan rule), or was recorded already closed.
+pub fn use_stopped(tx: &Connection, use_id: i64) -> Result<()> {
+    use_event(tx, use_id, "machine_stopped")
+}
+
+fn use_event(tx: &Connection, use_id: i64, event: &str) -> Result<()> {
+    let wanted = HOOKS
+        .read()
+        .is_ok_and(|h| h.iter().any(|h| h.events.iter().any(|e| e == event)));
+    if !wanted {
+        return Ok(());
+    }
+    let Some((machine, name, surname, seconds)) = tx
+        .query_row(
+            "SELECT m.machine_name, p.name, p.surname, COALESCE(u.end_ts, u.start_ts) - u.start_ts
+             FROM uses u JOIN machines m ON m.machine_id = u.machine_id
+             JOIN members p ON p.member_id = u.member_id WHERE u.use_id = ?1",
+            [use_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let member = format!("{name} {surname}").trim().to_string();
+    let e = if event == "machine_started" {
+        Event::MachineStarted {
+            machine: &machine,
+            member: &member,
+        }
+    } else {
+        Event::MachineStopped {
+            machine: &machine,
             member: &member,
             seconds,
-        },
-    )?;
+        }
+    };
+    notify(tx, &e)?;
     Ok(())
 }
 

@@ -153,3 +153,39 @@ fn the_daemon_alerts_staff_once_when_maintenance_is_due() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(hook.posts().len(), 1);
 }
+
+/// Every way a session begins or ends is announced: a heartbeat for a start we missed, a
+/// new start on a machine whose last session was never stopped, and the orphan rule.
+#[test]
+fn missed_starts_implicit_stops_and_orphans_are_announced() {
+    let hook = Receiver::start();
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"machine_started\", \"machine_stopped\"]\n",
+        hook.url("/hook")
+    ));
+    let d = lab.start_with("", "orphan_after_s = 1");
+    // The board missed our startuse: its first heartbeat opens the session.
+    let laser = d.board("1");
+    laser.must(r#"{"action":"inuse", "uid":"aabbccd3","duration":120}"#);
+    // Carla's drill session is never stopped; Dario's start closes it.
+    let drill = d.board("2");
+    drill.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    drill.must(r#"{"action":"startuse", "uid":"aabbccd4"}"#);
+    // No more heartbeats: both open sessions become orphans and are closed.
+    let posts = hook.wait_for(6, WAIT);
+    let mut texts: Vec<String> = posts.iter().map(|p| p.text()).collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "Carla C started DRILL 1",
+            "Carla C started LASER 1",
+            "Carla C stopped DRILL 1 after 0 s",
+            "Carla C stopped LASER 1 after 2 min",
+            "Dario D started DRILL 1",
+            "Dario D stopped DRILL 1 after 1 s",
+        ]
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hook.posts().len(), 6, "{:?}", hook.posts());
+}
