@@ -301,15 +301,52 @@ pub fn send(agent: &ureq::Agent, post: &Post) -> Outcome {
             }
         }
         Err(e @ (ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl)) => {
-            Outcome::Permanent(e.to_string())
+            Outcome::Permanent(scrub(&e.to_string(), &post.url))
         }
-        Err(e) => Outcome::Retry(e.to_string()),
+        Err(e) => Outcome::Retry(scrub(&e.to_string(), &post.url)),
     }
+}
+
+/// A webhook URL as it may be shown: scheme and host, never the path (which is the secret
+/// of a Slack-style hook).
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    if scheme.is_empty() {
+        "(webhook)".into()
+    } else {
+        format!("{scheme}://{host}/…")
+    }
+}
+
+/// `text` with the URL (or its path) replaced by its redacted form.
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact(url));
+    if let Some((_, rest)) = url.split_once("://") {
+        if let Some(i) = rest.find('/') {
+            let path = &rest[i..];
+            if path.len() > 1 {
+                out = out.replace(path, "/…");
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_secret_path() {
+        let url = "https://user:pw@hooks.slack.com/services/T0/B0/s3cret?x=1";
+        assert_eq!(redact(url), "https://hooks.slack.com/…");
+        assert_eq!(redact("not a url"), "(webhook)");
+        let e = format!("bad uri {url}: nope; path /services/T0/B0/s3cret?x=1");
+        let s = scrub(&e, url);
+        assert!(!s.contains("s3cret") && !s.contains("pw@"), "{s}");
+    }
 
     fn hook(url: &str, events: &[&str], templates: &[(&str, &str)]) -> WebhookConfig {
         WebhookConfig {

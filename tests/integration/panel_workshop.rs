@@ -647,7 +647,7 @@ fn history_filters_pages_and_keeps_machine_hours() {
 }
 
 /// The body of a download.
-fn download(d: &TestDaemon, b: &Browser, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+pub fn download(d: &TestDaemon, b: &Browser, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

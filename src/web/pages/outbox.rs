@@ -75,11 +75,23 @@ fn act(cx: &mut Ctx, id: i64, action: &str) -> Resp {
     }
 }
 
-/// Recipient and subject of a row, from its JSON payload.
+/// Where a row goes and what it says, from its JSON payload: an email's recipient and
+/// subject, a webhook's host (never its secret path) and text, a calendar change's
+/// calendar and event.
 fn summary(row: &OutboxRow) -> (String, String) {
     let v: serde_json::Value = serde_json::from_str(&row.payload).unwrap_or_default();
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    (s("to"), s("subject"))
+    match row.kind.as_str() {
+        "webhook" => (crate::sync::webhook::redact(&s("url")), s("text")),
+        "calendar" => {
+            let what = v["event"]["summary"].as_str().unwrap_or("");
+            (
+                s("calendar_id"),
+                format!("{} {what}", s("op")).trim().to_string(),
+            )
+        }
+        _ => (s("to"), s("subject")),
+    }
 }
 
 fn page(cx: &mut Ctx) -> Resp {
