@@ -141,6 +141,24 @@ pub fn outbox_mark_sent(conn: &Connection, id: i64, now: i64, summary: &str) -> 
     Ok(())
 }
 
+/// A server of `kind` (for webhooks: at `url`) just accepted a delivery: the rows waiting
+/// for it after failed attempts are due now, so a lab back online delivers its backlog at
+/// once instead of when each row's backoff (up to `backoff_cap_s`) runs out. Returns how
+/// many rows were brought forward.
+pub fn outbox_server_back(
+    conn: &Connection,
+    kind: &str,
+    url: Option<&str>,
+    now: i64,
+) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE outbox SET next_attempt_at = ?3
+         WHERE state = 'pending' AND next_attempt_at > ?3 AND kind = ?1 AND attempts >= 1
+           AND (?2 IS NULL OR json_extract(payload, '$.url') = ?2)",
+        params![kind, url, now],
+    )?)
+}
+
 /// A failed attempt that may succeed later: tried again at `next_attempt_at`.
 pub fn outbox_mark_retry(
     conn: &Connection,

@@ -165,6 +165,17 @@ impl Worker {
             let now = store::now();
             match outcome {
                 Outcome::Sent => {
+                    let url = (row.kind == "webhook")
+                        .then(|| serde_json::from_str::<webhook::Post>(&row.payload).ok())
+                        .flatten()
+                        .map(|p| p.url);
+                    let back = store::outbox_server_back(conn, &row.kind, url.as_deref(), now)?;
+                    if back > 0 {
+                        log::info!(
+                            "sync: {} server reachable again: {back} waiting rows due now",
+                            row.kind
+                        );
+                    }
                     store::outbox_mark_sent(
                         conn,
                         row.id,

@@ -166,3 +166,38 @@ fn a_hundred_offline_changes_arrive_once_across_a_kill_mid_delivery() {
     );
     d.stop();
 }
+
+/// With the default retry schedule (30 s doubling to an hour), a lab whose mail server
+/// comes back does not wait for each row's backoff: the first delivery that succeeds
+/// brings the waiting rows for that server forward.
+#[test]
+fn the_first_success_after_an_outage_delivers_the_backlog_at_once() {
+    let mut smtp = SmtpServer::reserve();
+    let g = FakeGoogle::reserve();
+    let mut lab = lab(&smtp, &g);
+    lab.extra_config = lab
+        .extra_config
+        .replace("backoff_base_s = 1\nbackoff_cap_s = 2\n", "");
+    let d = lab.start();
+    for i in 0..3 {
+        ask_reset(d.panel, &format!("m{i}@example.org"));
+    }
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'email' AND state = 'pending' AND attempts = 1",
+        |n| n == 3,
+    );
+    let waiting_until = lab.count(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = 'email' AND state = 'pending'",
+    );
+    assert!(waiting_until >= now() + 20, "backoff of about 30 s");
+    smtp.restart();
+    lab.ok(&["send", "test-email", "staff@example.org"]);
+    let mails = smtp.wait_for(4, Duration::from_secs(10));
+    assert_eq!(mails.len(), 4, "{mails:?}");
+    assert!(
+        now() < waiting_until,
+        "delivered before the backoff ran out"
+    );
+    assert!(d.log_contains("email server reachable again: 3 waiting rows due now"));
+}
