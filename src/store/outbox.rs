@@ -205,7 +205,8 @@ pub fn outbox_discard(conn: &Connection, id: i64) -> Result<bool> {
 /// Counts of pending and failed rows.
 pub fn outbox_counts(conn: &Connection) -> Result<(i64, i64)> {
     Ok(conn.query_row(
-        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0) FROM outbox",
+        "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
+                (SELECT COUNT(*) FROM outbox WHERE state = 'failed')",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)

@@ -123,6 +123,14 @@ const IT: &[(&str, &str)] = &[
     ("by", "da"),
     ("since", "da"),
     ("In use now", "In uso ora"),
+    (
+        "messages could not be delivered.",
+        "messaggi non sono stati consegnati.",
+    ),
+    (
+        "messages wait for the network; they are sent when it is back.",
+        "messaggi attendono la rete; partono quando torna.",
+    ),
     ("Members today", "Soci oggi"),
     ("Hours this week", "Ore questa settimana"),
     ("Board", "Scheda"),

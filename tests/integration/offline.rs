@@ -191,6 +191,15 @@ fn the_first_success_after_an_outage_delivers_the_backlog_at_once() {
         "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = 'email' AND state = 'pending'",
     );
     assert!(waiting_until >= now() + 20, "backoff of about 30 s");
+    // Staff see it at a glance.
+    let mut staff = crate::sync::admin(&d);
+    let dash = staff.get("/");
+    assert!(
+        dash.body
+            .contains("3 messages wait for the network; they are sent when it is back."),
+        "{}",
+        dash.body
+    );
     smtp.restart();
     lab.ok(&["send", "test-email", "staff@example.org"]);
     let mails = smtp.wait_for(4, Duration::from_secs(10));
@@ -200,4 +209,5 @@ fn the_first_success_after_an_outage_delivers_the_backlog_at_once() {
         "delivered before the backoff ran out"
     );
     assert!(d.log_contains("email server reachable again: 3 waiting rows due now"));
+    assert!(!staff.get("/").body.contains("messages wait"));
 }

@@ -37,7 +37,7 @@ fn lab_with_smtp(port: u16, members: &[(&str, &str, &str)]) -> Lab {
 }
 
 /// The first administrator, logged in with a password of their own.
-fn admin(d: &TestDaemon) -> Browser {
+pub fn admin(d: &TestDaemon) -> Browser {
     let mut b = Browser::new(d.panel);
     let first = d.admin_password.clone().expect("one-time password");
     b.login("admin@fabgate.local", &first);

@@ -164,6 +164,7 @@ pub fn page(cx: &mut Ctx) -> Resp {
     };
     let body = html! {
         h1 { (tr(lang, "Dashboard")) " " span id="live-dot" class="live" { (tr(lang, "Live")) } }
+        (sync_notice(cx))
         section.counters {
             div.counter { b { (counters.in_use) } span { (tr(lang, "In use now")) } }
             div.counter { b { (counters.members_today) } span { (tr(lang, "Members today")) } }
@@ -174,6 +175,28 @@ pub fn page(cx: &mut Ctx) -> Resp {
         noscript { p.muted { "Reload the page to see changes." } }
     };
     cx.page(tr(lang, "Dashboard"), "/", body)
+}
+
+/// Upstream sync at a glance: nothing while mail and calendars flow; a line when messages
+/// failed for good or wait for the network.
+fn sync_notice(cx: &Ctx) -> Markup {
+    let lang = cx.lang;
+    let (pending, failed) = crate::store::outbox_counts(cx.db).unwrap_or((0, 0));
+    let offline = crate::sync::status().online() == Some(false);
+    html! {
+        @if failed > 0 {
+            p.notice.error role="status" {
+                (failed) " " (tr(lang, "messages could not be delivered.")) " "
+                a href="/outbox" { (tr(lang, "Outbox")) }
+            }
+        }
+        @if offline && pending > 0 {
+            p.notice.info role="status" {
+                (pending) " " (tr(lang, "messages wait for the network; they are sent when it is back.")) " "
+                a href="/outbox" { (tr(lang, "Outbox")) }
+            }
+        }
+    }
 }
 
 /// The cards alone, for live updates.
