@@ -19,5 +19,6 @@ mod panel_workshop;
 mod readers;
 mod startup;
 mod sync;
+mod sync_tls;
 mod webhooks;
 mod weekly;
