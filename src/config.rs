@@ -405,6 +405,9 @@ pub struct SyncConfig {
     pub smtp_port: u16,
     /// "starttls", "tls" (implicit TLS) or "none" (a local relay only).
     pub smtp_tls: String,
+    /// PEM file with extra CA certificate(s) trusted for the SMTP server besides the
+    /// public web PKI roots (a lab's own relay); "" = the public roots only.
+    pub smtp_ca_file: String,
     pub smtp_user: String,
     pub smtp_password: String,
     /// Sender address of the lab's email.
@@ -500,6 +503,7 @@ impl std::fmt::Debug for SyncConfig {
             .field("smtp_host", &self.smtp_host)
             .field("smtp_port", &self.smtp_port)
             .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_ca_file", &self.smtp_ca_file)
             .field("smtp_user", &self.smtp_user)
             .field("smtp_password", &"<hidden>")
             .field("smtp_from", &self.smtp_from)
@@ -531,6 +535,7 @@ impl Default for SyncConfig {
             smtp_host: String::new(),
             smtp_port: 0,
             smtp_tls: "starttls".into(),
+            smtp_ca_file: String::new(),
             smtp_user: String::new(),
             smtp_password: String::new(),
             smtp_from: String::new(),
@@ -901,6 +906,9 @@ impl Config {
         if s.weekly_summary_hour > 23 {
             return Err(bad("sync.weekly_summary_hour", "must be 0..=23".into()));
         }
+        if !s.smtp_ca_file.is_empty() {
+            check_pem_certificates(&s.smtp_ca_file).map_err(|m| bad("sync.smtp_ca_file", m))?;
+        }
         for w in &s.webhooks {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                 return Err(bad(
@@ -999,6 +1007,22 @@ impl Config {
     }
 }
 
+/// Checks that `path` is a readable PEM file with at least one certificate. Done at start
+/// so that a wrong path stops the daemon instead of leaving every email waiting.
+fn check_pem_certificates(path: &str) -> Result<(), String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{path} is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a log level name.
 pub fn log_level(name: &str) -> Option<log::LevelFilter> {
     match name.to_ascii_lowercase().as_str() {
@@ -1080,6 +1104,34 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn smtp_ca_file_must_be_readable_pem_with_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |file: &Path| {
+            let text = format!("[sync]\nsmtp_ca_file = {:?}\n", file.display().to_string());
+            Config::from_toml(&text, Path::new("f.toml")).map_err(|e| e.to_string())
+        };
+        let missing = config(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(
+            missing.contains("sync.smtp_ca_file") && missing.contains("cannot read"),
+            "{missing}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = config(&empty).unwrap_err();
+        assert!(
+            err.contains("sync.smtp_ca_file") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+        let good = dir.path().join("ca.pem");
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.lab".to_string()]).unwrap();
+        std::fs::write(&good, ca.cert.pem()).unwrap();
+        assert_eq!(
+            config(&good).unwrap().sync.smtp_ca_file,
+            good.display().to_string()
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Email over SMTP with lettre's blocking transport, called only from the sync worker.
 //! STARTTLS, implicit TLS, or plain SMTP to a local relay; multipart text + HTML.
-//! A 5xx answer or a bad address is permanent; everything else (4xx, no network, TLS
-//! trouble, a timeout) is tried again later.
+//! The server's certificate must chain to the public web PKI roots or to a CA in
+//! `sync.smtp_ca_file`. A 5xx answer (a refused password included) or a bad address is
+//! permanent; everything else (4xx, no network, TLS trouble, a timeout) is tried again later.
 
 use super::outbox::Email;
 use super::Outcome;
@@ -9,6 +10,7 @@ use crate::config::SyncConfig;
 use crate::store;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use rusqlite::Connection;
 use std::time::Duration;
@@ -19,6 +21,8 @@ pub struct Smtp {
     pub host: String,
     pub port: u16,
     pub tls: String,
+    /// `sync.smtp_ca_file` (config only: it names a file on this machine).
+    pub ca_file: String,
     pub user: String,
     pub password: String,
     pub from: String,
@@ -62,6 +66,7 @@ impl Smtp {
                 .filter(|p| *p != 0)
                 .unwrap_or(default_port),
             tls,
+            ca_file: c.smtp_ca_file.clone(),
             user: get("smtp_user", &c.smtp_user),
             password: get("smtp_password", &c.smtp_password),
             from: get("smtp_from", &c.smtp_from),
@@ -80,7 +85,15 @@ pub fn message(smtp: &Smtp, email: &Email) -> Result<Message, String> {
         .to
         .parse()
         .map_err(|e| format!("bad recipient address: {e}"))?;
+    // lettre adds no Message-ID by itself; the sender's domain is a better right-hand
+    // side than the Pi's host name (often not a real domain).
+    let message_id = format!(
+        "<{}@{}>",
+        hex::encode(crate::broker::random_bytes(16)),
+        from.email.domain()
+    );
     Message::builder()
+        .message_id(Some(message_id))
         .from(from)
         .to(to)
         .subject(email.subject.clone())
@@ -91,13 +104,32 @@ pub fn message(smtp: &Smtp, email: &Email) -> Result<Message, String> {
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
-fn transport(smtp: &Smtp) -> Result<SmtpTransport, lettre::transport::smtp::Error> {
-    let builder = match smtp.tls.as_str() {
-        "tls" => SmtpTransport::relay(&smtp.host)?,
-        "none" => SmtpTransport::builder_dangerous(&smtp.host),
-        _ => SmtpTransport::starttls_relay(&smtp.host)?,
+/// The certificate check: public web PKI roots plus the CA(s) in `sync.smtp_ca_file`.
+fn tls_parameters(smtp: &Smtp) -> Result<TlsParameters, String> {
+    let mut builder = TlsParameters::builder(smtp.host.clone());
+    if !smtp.ca_file.is_empty() {
+        // Read at each batch, so a renewed CA file is used without a restart.
+        let pem = std::fs::read(&smtp.ca_file)
+            .map_err(|e| format!("cannot read sync.smtp_ca_file {}: {e}", smtp.ca_file))?;
+        let ca = Certificate::from_pem(&pem)
+            .map_err(|e| format!("sync.smtp_ca_file {}: {e}", smtp.ca_file))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder.build().map_err(|e| describe(&e))
+}
+
+fn transport(smtp: &Smtp) -> Result<SmtpTransport, String> {
+    let tls = match smtp.tls.as_str() {
+        "none" => Tls::None,
+        "tls" => Tls::Wrapper(tls_parameters(smtp)?),
+        _ => Tls::Required(tls_parameters(smtp)?),
     };
-    let mut builder = builder.port(smtp.port).timeout(Some(smtp.timeout));
+    // "dangerous" only means "no TLS unless told": `relay`/`starttls_relay` are this same
+    // builder with Wrapper/Required, but they cannot take the extra CA.
+    let mut builder = SmtpTransport::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .tls(tls)
+        .timeout(Some(smtp.timeout));
     if !smtp.user.is_empty() {
         builder = builder.credentials(Credentials::new(smtp.user.clone(), smtp.password.clone()));
     }
@@ -115,7 +147,7 @@ pub fn send(smtp: &Smtp, email: &Email) -> Outcome {
     };
     let t = match transport(smtp) {
         Ok(t) => t,
-        Err(e) => return Outcome::Retry(describe(&e)),
+        Err(e) => return Outcome::Retry(e),
     };
     match t.send(&msg) {
         Ok(_) => Outcome::Sent,
@@ -133,7 +165,34 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
             s = format!("{code} {s}");
         }
     }
+    // rustls reports a refused certificate as an I/O error, which lettre shows as
+    // "network error": say what it is and what to do.
+    if let Some(tls @ rustls::Error::InvalidCertificate(_)) = rustls_error(e) {
+        s = format!(
+            "TLS: the SMTP server's certificate is not trusted ({tls}); \
+             if the server uses the lab's own CA, set sync.smtp_ca_file"
+        );
+    }
     s.chars().take(300).collect()
+}
+
+/// The rustls error behind a lettre error, if any (inside an `io::Error` on the way).
+fn rustls_error(e: &lettre::transport::smtp::Error) -> Option<&rustls::Error> {
+    let mut next = std::error::Error::source(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>());
+        if inner.is_some() {
+            return inner;
+        }
+        next = err.source();
+    }
+    None
 }
 
 #[cfg(test)]

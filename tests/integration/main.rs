@@ -21,5 +21,6 @@ mod readers;
 mod secrets;
 mod startup;
 mod sync;
+mod sync_tls;
 mod webhooks;
 mod weekly;

@@ -7,7 +7,7 @@ use crate::common::smtp::{Mail, Rcpt, SmtpServer};
 use crate::common::*;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 const SMTP_PASSWORD: &str = "sm7p-pa55word";
 
 /// A lab (fixture F) whose outgoing email goes to `smtp`, with a quick retry schedule,
@@ -37,7 +37,7 @@ fn lab_with_smtp(port: u16, members: &[(&str, &str, &str)]) -> Lab {
 }
 
 /// The first administrator, logged in with a password of their own.
-pub fn admin(d: &TestDaemon) -> Browser {
+pub(crate) fn admin(d: &TestDaemon) -> Browser {
     let mut b = Browser::new(d.panel);
     let first = d.admin_password.clone().expect("one-time password");
     b.login("admin@fabgate.local", &first);
@@ -54,7 +54,7 @@ pub fn admin(d: &TestDaemon) -> Browser {
     b
 }
 
-pub fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
+pub(crate) fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
     let mut b = Browser::new(panel);
     let form = b.get("/password/forgot");
     assert_eq!(form.status, 200);
@@ -111,7 +111,7 @@ fn reset_path(mail: &Mail) -> String {
     rest[..("/password/reset/".len() + 64)].to_string()
 }
 
-fn wait_until(lab: &Lab, sql: &str, want: i64) {
+pub(crate) fn wait_until(lab: &Lab, sql: &str, want: i64) {
     let deadline = Instant::now() + WAIT;
     loop {
         let got = lab.count(sql);

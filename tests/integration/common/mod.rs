@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod aiosmtpd;
 pub mod browser;
 pub mod chrome;
 pub mod google;
