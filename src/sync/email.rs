@@ -75,8 +75,21 @@ impl Smtp {
     }
 }
 
-/// Builds the MIME message; a bad address is an `Err` (permanent).
-pub fn message(smtp: &Smtp, email: &Email) -> Result<Message, String> {
+/// The left part of an outbox row's Message-ID: the same on every attempt, so a copy sent
+/// again after a lost "250 OK" carries the first copy's id and mail systems that
+/// de-duplicate by Message-ID show it once; distinct across rows and installs.
+pub fn message_key(row_id: i64, created_at: i64, payload: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(row_id.to_le_bytes());
+    h.update(created_at.to_le_bytes());
+    h.update(payload.as_bytes());
+    format!("fabgate.{row_id}.{}", hex::encode(&h.finalize()[..12]))
+}
+
+/// Builds the MIME message (Message-ID `<key@sender's domain>`); a bad address is an
+/// `Err` (permanent).
+pub fn message(smtp: &Smtp, email: &Email, key: &str) -> Result<Message, String> {
     let from: Mailbox = smtp
         .from
         .parse()
@@ -87,11 +100,7 @@ pub fn message(smtp: &Smtp, email: &Email) -> Result<Message, String> {
         .map_err(|e| format!("bad recipient address: {e}"))?;
     // lettre adds no Message-ID by itself; the sender's domain is a better right-hand
     // side than the Pi's host name (often not a real domain).
-    let message_id = format!(
-        "<{}@{}>",
-        hex::encode(crate::broker::random_bytes(16)),
-        from.email.domain()
-    );
+    let message_id = format!("<{key}@{}>", from.email.domain());
     Message::builder()
         .message_id(Some(message_id))
         .from(from)
@@ -136,12 +145,12 @@ fn transport(smtp: &Smtp) -> Result<SmtpTransport, String> {
     Ok(builder.build())
 }
 
-/// Sends one email.
-pub fn send(smtp: &Smtp, email: &Email) -> Outcome {
+/// Sends one email; `key` is its `message_key`.
+pub fn send(smtp: &Smtp, email: &Email, key: &str) -> Outcome {
     if smtp.host.is_empty() || smtp.from.is_empty() {
         return Outcome::Retry("email is not set up (Settings → Outgoing email)".into());
     }
-    let msg = match message(smtp, email) {
+    let msg = match message(smtp, email, key) {
         Ok(m) => m,
         Err(e) => return Outcome::Permanent(e),
     };
@@ -200,6 +209,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn message_ids_are_stable_per_row_and_distinct_between_rows() {
+        let k = message_key(7, 1000, "{}");
+        assert_eq!(k, message_key(7, 1000, "{}"));
+        assert!(k.starts_with("fabgate.7."), "{k}");
+        assert_ne!(k, message_key(8, 1000, "{}"));
+        assert_ne!(k, message_key(7, 1001, "{}"));
+        assert_ne!(k, message_key(7, 1000, "{\"to\":1}"));
+    }
+
+    #[test]
     fn settings_win_over_config_and_the_password_is_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let s = store::Store::open(&dir.path().join("l.db"), crate::config::Synchronous::Normal)
@@ -228,6 +247,6 @@ mod tests {
             text: "x".into(),
             html: "x".into(),
         };
-        assert!(matches!(send(&smtp, &bad), Outcome::Permanent(_)));
+        assert!(matches!(send(&smtp, &bad, "k"), Outcome::Permanent(_)));
     }
 }

@@ -149,7 +149,11 @@ impl Worker {
         for row in &rows {
             let outcome = match row.kind.as_str() {
                 "email" => match serde_json::from_str::<Email>(&row.payload) {
-                    Ok(e) => email::send(&smtp, &e),
+                    Ok(e) => email::send(
+                        &smtp,
+                        &e,
+                        &email::message_key(row.id, row.created_at, &row.payload),
+                    ),
                     Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
                 },
                 "calendar" => calendar::deliver(conn, &self.config, &row.payload),

@@ -3,7 +3,8 @@
 //! slow, and the daemon is killed (SIGKILL, as a power cut) in the middle of delivering.
 //! After the restart every session is exactly one event in its final state, and every
 //! email has arrived: at least once, at most one duplicate per kill (the message in
-//! flight when the process died — accepted by the server, not yet marked sent).
+//! flight when the process died — accepted by the server, not yet marked sent), and a
+//! duplicate carries the same Message-ID as the first copy.
 
 use crate::common::google::{FakeGoogle, CALENDAR};
 use crate::common::smtp::SmtpServer;
@@ -159,6 +160,13 @@ fn a_hundred_offline_changes_arrive_once_across_a_kill_mid_delivery() {
     }
     eprintln!("offline: {} mails for {EMAILS} resets", mails.len());
     assert_eq!(per_address.len(), EMAILS, "{per_address:?}");
+    // A copy sent again carries the first copy's Message-ID, so mail systems that
+    // de-duplicate by it show one.
+    let ids: std::collections::BTreeSet<String> = mails
+        .iter()
+        .map(|m| m.header("Message-ID").expect("a Message-ID"))
+        .collect();
+    assert_eq!(ids.len(), EMAILS, "one Message-ID per reset: {ids:?}");
     assert!(
         mails.len() <= EMAILS + 1,
         "{} mails for {EMAILS} resets",
