@@ -141,16 +141,12 @@ pub fn outbox_mark_sent(conn: &Connection, id: i64, now: i64, summary: &str) -> 
     Ok(())
 }
 
-/// A server of `kind` (for webhooks: at `url`) just accepted a delivery: the rows waiting
-/// for it after failed attempts are due now, so a lab back online delivers its backlog at
-/// once instead of when each row's backoff (up to `backoff_cap_s`) runs out. Returns how
-/// many rows were brought forward.
-pub fn outbox_server_back(
-    conn: &Connection,
-    kind: &str,
-    url: Option<&str>,
-    now: i64,
-) -> Result<usize> {
+/// The rows of `kind` (for webhooks: to `url`) waiting after failed attempts become due
+/// now. Called when a server of that kind just accepted a delivery, and when staff change
+/// the email settings: a lab back online (or just set up) delivers its backlog at once
+/// instead of when each row's backoff (up to `backoff_cap_s`) runs out. Returns how many
+/// rows were brought forward.
+pub fn outbox_due_now(conn: &Connection, kind: &str, url: Option<&str>, now: i64) -> Result<usize> {
     Ok(conn.execute(
         "UPDATE outbox SET next_attempt_at = ?3
          WHERE state = 'pending' AND next_attempt_at > ?3 AND kind = ?1 AND attempts >= 1

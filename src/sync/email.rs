@@ -148,7 +148,7 @@ fn transport(smtp: &Smtp) -> Result<SmtpTransport, String> {
 /// Sends one email; `key` is its `message_key`.
 pub fn send(smtp: &Smtp, email: &Email, key: &str) -> Outcome {
     if smtp.host.is_empty() || smtp.from.is_empty() {
-        return Outcome::Retry("email is not set up (Settings → Outgoing email)".into());
+        return Outcome::NotSetUp("email is not set up (Settings → Outgoing email)".into());
     }
     let msg = match message(smtp, email, key) {
         Ok(m) => m,

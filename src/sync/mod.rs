@@ -28,6 +28,9 @@ pub enum Outcome {
     Retry(String),
     /// Never try again by itself (5xx, bad address, bad payload).
     Permanent(String),
+    /// Not tried: this kind of delivery is not set up yet. Waits like `Retry`, but says
+    /// nothing about the network.
+    NotSetUp(String),
 }
 
 /// The worker's view of the network, for the panel.
@@ -167,13 +170,14 @@ impl Worker {
                 other => Outcome::Retry(format!("{other} delivery is not available yet")),
             };
             let now = store::now();
+            let network = !matches!(outcome, Outcome::NotSetUp(_));
             match outcome {
                 Outcome::Sent => {
                     let url = (row.kind == "webhook")
                         .then(|| serde_json::from_str::<webhook::Post>(&row.payload).ok())
                         .flatten()
                         .map(|p| p.url);
-                    let back = store::outbox_server_back(conn, &row.kind, url.as_deref(), now)?;
+                    let back = store::outbox_due_now(conn, &row.kind, url.as_deref(), now)?;
                     if back > 0 {
                         log::info!(
                             "sync: {} server reachable again: {back} waiting rows due now",
@@ -195,7 +199,7 @@ impl Worker {
                         s.last_success = Some(now);
                     }
                 }
-                Outcome::Retry(why) => {
+                Outcome::Retry(why) | Outcome::NotSetUp(why) => {
                     let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
                     let delay = backoff.delay_random(attempts);
                     store::outbox_mark_retry(conn, row.id, now + delay.as_secs() as i64, &why)?;
@@ -205,8 +209,10 @@ impl Worker {
                         row.kind,
                         delay.as_secs()
                     );
-                    if let Ok(mut s) = STATUS.lock() {
-                        s.last_failure = Some((now, why));
+                    if network {
+                        if let Ok(mut s) = STATUS.lock() {
+                            s.last_failure = Some((now, why));
+                        }
                     }
                 }
                 Outcome::Permanent(why) => {

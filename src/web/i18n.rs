@@ -124,8 +124,16 @@ const IT: &[(&str, &str)] = &[
     ("since", "da"),
     ("In use now", "In uso ora"),
     (
+        "message could not be delivered.",
+        "messaggio non è stato consegnato.",
+    ),
+    (
         "messages could not be delivered.",
         "messaggi non sono stati consegnati.",
+    ),
+    (
+        "message waits for the network; it is sent when it is back.",
+        "messaggio attende la rete; parte quando torna.",
     ),
     (
         "messages wait for the network; they are sent when it is back.",

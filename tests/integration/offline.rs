@@ -219,3 +219,42 @@ fn the_first_success_after_an_outage_delivers_the_backlog_at_once() {
     assert!(d.log_contains("email server reachable again: 3 waiting rows due now"));
     assert!(!staff.get("/").body.contains("messages wait"));
 }
+
+/// Email not set up yet is not "offline": the dashboard does not blame the network, the
+/// emails wait, and saving the email settings sends them at once.
+#[test]
+fn emails_queued_before_email_is_set_up_go_out_when_it_is() {
+    let smtp = SmtpServer::start();
+    let g = FakeGoogle::reserve();
+    let mut lab = lab(&smtp, &g);
+    lab.extra_config = lab
+        .extra_config
+        .replace("backoff_base_s = 1\nbackoff_cap_s = 2\n", "");
+    lab.sql("DELETE FROM settings WHERE key LIKE 'smtp_%'");
+    let d = lab.start();
+    ask_reset(d.panel, "m1@example.org");
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'email' AND state = 'pending' AND attempts = 1
+         AND last_error LIKE 'email is not set up%'",
+        |n| n == 1,
+    );
+    let mut staff = crate::sync::admin(&d);
+    assert!(!staff.get("/").body.contains("for the network"));
+    staff.get("/settings");
+    let saved = staff.post(
+        "/settings/email",
+        &[
+            ("smtp_host", "127.0.0.1"),
+            ("smtp_port", &smtp.port().to_string()),
+            ("smtp_tls", "none"),
+            ("smtp_user", ""),
+            ("smtp_password", ""),
+            ("smtp_from", "lab@example.org"),
+        ],
+    );
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let mails = smtp.wait_for(1, Duration::from_secs(5));
+    assert_eq!(mails.len(), 1, "sent right after the settings were saved");
+    assert_eq!(mails[0].to, ["m1@example.org"]);
+}

@@ -186,13 +186,21 @@ fn sync_notice(cx: &Ctx) -> Markup {
     html! {
         @if failed > 0 {
             p.notice.error role="status" {
-                (failed) " " (tr(lang, "messages could not be delivered.")) " "
+                (failed) " " (tr(lang, if failed == 1 {
+                    "message could not be delivered."
+                } else {
+                    "messages could not be delivered."
+                })) " "
                 a href="/outbox" { (tr(lang, "Outbox")) }
             }
         }
         @if offline && pending > 0 {
             p.notice.info role="status" {
-                (pending) " " (tr(lang, "messages wait for the network; they are sent when it is back.")) " "
+                (pending) " " (tr(lang, if pending == 1 {
+                    "message waits for the network; it is sent when it is back."
+                } else {
+                    "messages wait for the network; they are sent when it is back."
+                })) " "
                 a href="/outbox" { (tr(lang, "Outbox")) }
             }
         }

@@ -511,11 +511,16 @@ fn save_email(cx: &mut Ctx) -> Resp {
         } else if !password.is_empty() {
             store::set_setting(&tx, "smtp_password", &password)?;
         }
+        // Emails waiting for the old settings are tried with the new ones now.
+        store::outbox_due_now(&tx, "email", None, cx.now)?;
         tx.commit()?;
         Ok::<_, store::Error>(())
     })();
     match result {
-        Ok(()) => Resp::redirect("/settings?ok=saved"),
+        Ok(()) => {
+            crate::sync::wake();
+            Resp::redirect("/settings?ok=saved")
+        }
         Err(e) => cx.failure(&e),
     }
 }
