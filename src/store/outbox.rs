@@ -149,9 +149,28 @@ pub fn outbox_mark_sent(conn: &Connection, id: i64, now: i64, summary: &str) -> 
 pub fn outbox_due_now(conn: &Connection, kind: &str, url: Option<&str>, now: i64) -> Result<usize> {
     Ok(conn.execute(
         "UPDATE outbox SET next_attempt_at = ?3
-         WHERE state = 'pending' AND next_attempt_at > ?3 AND kind = ?1 AND attempts >= 1
+         WHERE state = 'pending' AND next_attempt_at > ?3 AND kind = ?1
+           AND last_error IS NOT NULL
            AND (?2 IS NULL OR json_extract(payload, '$.url') = ?2)",
         params![kind, url, now],
+    )?)
+}
+
+/// The server of `kind` (for webhooks: at `url`) is down or asked us to wait until `at`:
+/// its pending rows due earlier wait until then, showing `why` (their attempt counts are
+/// untouched: they were not tried). Returns how many rows were held back.
+pub fn outbox_defer(
+    conn: &Connection,
+    kind: &str,
+    url: Option<&str>,
+    at: i64,
+    why: &str,
+) -> Result<usize> {
+    Ok(conn.execute(
+        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4
+         WHERE state = 'pending' AND next_attempt_at < ?3 AND kind = ?1
+           AND (?2 IS NULL OR json_extract(payload, '$.url') = ?2)",
+        params![kind, url, at, why],
     )?)
 }
 

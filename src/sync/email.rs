@@ -161,7 +161,10 @@ pub fn send(smtp: &Smtp, email: &Email, key: &str) -> Outcome {
     match t.send(&msg) {
         Ok(_) => Outcome::Sent,
         Err(e) if e.is_permanent() => Outcome::Permanent(describe(&e)),
-        Err(e) => Outcome::Retry(describe(&e)),
+        // A 4xx answer concerns this message (a full mailbox, greylisting).
+        Err(e) if e.is_transient() => Outcome::Retry(describe(&e)),
+        // No answer at all: the server is down or unreachable.
+        Err(e) => Outcome::Unreachable(describe(&e)),
     }
 }
 

@@ -28,6 +28,16 @@ pub enum Outcome {
     Retry(String),
     /// Never try again by itself (5xx, bad address, bad payload).
     Permanent(String),
+    /// The server could not be reached (no route, refused, timeout, TLS handshake): this
+    /// row waits its backoff, and so do the other rows for that server, so a dead server
+    /// costs one timeout per attempt, not one per queued row.
+    Unreachable(String),
+    /// The server asks us to slow down (429, Google's 403 `rateLimitExceeded`): this row
+    /// and every other row for that server wait its `Retry-After` (or the backoff).
+    RateLimited {
+        why: String,
+        after: Option<Duration>,
+    },
     /// Not tried: this kind of delivery is not set up yet. Waits like `Retry`, but says
     /// nothing about the network.
     NotSetUp(String),
@@ -87,6 +97,22 @@ fn wait(timeout: Duration) {
         };
     }
     *w = false;
+}
+
+/// A `Retry-After` header in seconds (the form Google and Slack send); an HTTP date or
+/// anything else is ignored and the backoff applies.
+pub fn retry_after(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Which server a row goes to, for pausing or resuming all its rows at once: the kind,
+/// and for webhooks the URL.
+fn server_of(row: &store::OutboxRow) -> (String, Option<String>) {
+    let url = (row.kind == "webhook")
+        .then(|| serde_json::from_str::<webhook::Post>(&row.payload).ok())
+        .flatten()
+        .map(|p| p.url);
+    (row.kind.clone(), url)
 }
 
 /// Rows delivered per look at the outbox.
@@ -149,7 +175,13 @@ impl Worker {
         let smtp = email::Smtp::load(conn, &self.config);
         let backoff = Backoff::from_config(&self.config);
         let mut http = None;
+        // Servers that asked us to slow down during this batch: their rows are skipped.
+        let mut paused: Vec<(String, Option<String>)> = Vec::new();
         for row in &rows {
+            let server = server_of(row);
+            if paused.contains(&server) {
+                continue;
+            }
             let outcome = match row.kind.as_str() {
                 "email" => match serde_json::from_str::<Email>(&row.payload) {
                     Ok(e) => email::send(
@@ -171,13 +203,10 @@ impl Worker {
             };
             let now = store::now();
             let network = !matches!(outcome, Outcome::NotSetUp(_));
+            let unreachable = matches!(outcome, Outcome::Unreachable(_));
             match outcome {
                 Outcome::Sent => {
-                    let url = (row.kind == "webhook")
-                        .then(|| serde_json::from_str::<webhook::Post>(&row.payload).ok())
-                        .flatten()
-                        .map(|p| p.url);
-                    let back = store::outbox_due_now(conn, &row.kind, url.as_deref(), now)?;
+                    let back = store::outbox_due_now(conn, &server.0, server.1.as_deref(), now)?;
                     if back > 0 {
                         log::info!(
                             "sync: {} server reachable again: {back} waiting rows due now",
@@ -199,10 +228,15 @@ impl Worker {
                         s.last_success = Some(now);
                     }
                 }
-                Outcome::Retry(why) | Outcome::NotSetUp(why) => {
+                Outcome::Retry(why) | Outcome::NotSetUp(why) | Outcome::Unreachable(why) => {
                     let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
                     let delay = backoff.delay_random(attempts);
-                    store::outbox_mark_retry(conn, row.id, now + delay.as_secs() as i64, &why)?;
+                    let at = now + delay.as_secs() as i64;
+                    store::outbox_mark_retry(conn, row.id, at, &why)?;
+                    if unreachable {
+                        store::outbox_defer(conn, &server.0, server.1.as_deref(), at, &why)?;
+                        paused.push(server);
+                    }
                     log::warn!(
                         "sync: outbox row {} ({}) not delivered, attempt {attempts}, retry in {} s: {why}",
                         row.id,
@@ -214,6 +248,22 @@ impl Worker {
                             s.last_failure = Some((now, why));
                         }
                     }
+                }
+                Outcome::RateLimited { why, after } => {
+                    let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+                    let wait = after
+                        .map(|a| a.clamp(Duration::from_secs(1), backoff.cap))
+                        .unwrap_or_else(|| backoff.delay_random(attempts));
+                    let at = now + wait.as_secs() as i64;
+                    store::outbox_mark_retry(conn, row.id, at, &why)?;
+                    let held = store::outbox_defer(conn, &server.0, server.1.as_deref(), at, &why)?;
+                    log::warn!(
+                        "sync: {} server asks to slow down; row {} and {held} others wait {} s: {why}",
+                        row.kind,
+                        row.id,
+                        wait.as_secs()
+                    );
+                    paused.push(server);
                 }
                 Outcome::Permanent(why) => {
                     store::outbox_mark_failed(conn, row.id, &why)?;

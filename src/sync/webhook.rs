@@ -286,6 +286,8 @@ pub fn send(agent: &ureq::Agent, post: &Post) -> Outcome {
             if (200..300).contains(&status) {
                 return Outcome::Sent;
             }
+            let after =
+                super::retry_after(r.headers().get("retry-after").and_then(|v| v.to_str().ok()));
             let text: String = r
                 .into_body()
                 .read_to_string()
@@ -294,7 +296,9 @@ pub fn send(agent: &ureq::Agent, post: &Post) -> Outcome {
                 .take(200)
                 .collect();
             let why = format!("HTTP {status} {}", text.trim());
-            if status == 408 || status == 429 || status >= 500 {
+            if status == 429 {
+                Outcome::RateLimited { why, after }
+            } else if status == 408 || status >= 500 {
                 Outcome::Retry(why)
             } else {
                 Outcome::Permanent(why)
@@ -303,7 +307,7 @@ pub fn send(agent: &ureq::Agent, post: &Post) -> Outcome {
         Err(e @ (ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl)) => {
             Outcome::Permanent(scrub(&e.to_string(), &post.url))
         }
-        Err(e) => Outcome::Retry(scrub(&e.to_string(), &post.url)),
+        Err(e) => Outcome::Unreachable(scrub(&e.to_string(), &post.url)),
     }
 }
 

@@ -189,3 +189,74 @@ fn missed_starts_implicit_stops_and_orphans_are_announced() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(hook.posts().len(), 6, "{:?}", hook.posts());
 }
+
+/// A receiver that answers 429 with `Retry-After` is left alone for that long: the row and
+/// the other rows for the same URL wait, then all arrive. One that is down costs one
+/// attempt per retry, not one per queued row.
+#[test]
+fn a_rate_limited_or_dead_receiver_is_not_hammered() {
+    let hook = Receiver::start();
+    hook.answer(429);
+    hook.retry_after(3);
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"machine_started\", \"machine_stopped\"]\n",
+        hook.url("/slow")
+    ));
+    let d = lab.start();
+    let b = d.board("1");
+    b.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    b.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":60}"#);
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND last_error LIKE 'HTTP 429%'",
+        2,
+    );
+    let t0 = now();
+    let hits = hook.hits();
+    assert_eq!(
+        lab.count(&format!(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state = 'pending' AND next_attempt_at >= {}",
+            t0 + 1
+        )),
+        2,
+        "both rows wait for the Retry-After"
+    );
+    hook.answer(200);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(hook.hits(), hits, "nothing sent during the Retry-After");
+    let posts = hook.wait_for(2, WAIT);
+    assert_eq!(posts.len(), 2);
+    assert!(now() >= t0 + 2, "delivered after the wait");
+    assert!(d.log_contains("webhook server asks to slow down"));
+
+    // A dead receiver: ten queued posts, one connection attempt per retry.
+    let mut dead = Receiver::reserve();
+    let lab = lab_with_webhooks(&format!(
+        "[[sync.webhooks]]\nurl = \"{}\"\nevents = [\"machine_started\", \"machine_stopped\"]\n",
+        dead.url("/down")
+    ));
+    let d = lab.start();
+    let b = d.board("2");
+    for _ in 0..5 {
+        b.must(r#"{"action":"startuse", "uid":"aabbccd4"}"#);
+        b.must(r#"{"action":"stopuse", "uid":"aabbccd4","duration":5}"#);
+    }
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state = 'pending' AND last_error IS NOT NULL",
+        10,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let tried = lab.count("SELECT SUM(attempts) FROM outbox WHERE kind = 'webhook'");
+    assert!(
+        tried <= 4,
+        "{tried} attempts in ~3 s for 10 rows to one dead receiver"
+    );
+    dead.restart();
+    assert_eq!(dead.wait_for(10, WAIT).len(), 10);
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state = 'sent'",
+        10,
+    );
+}

@@ -3,7 +3,7 @@
 //! (connections refused) and started again on the same port.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,10 @@ impl Post {
 struct Shared {
     posts: Mutex<Vec<Post>>,
     status: AtomicU16,
+    /// Requests received, whatever they were answered.
+    hits: AtomicUsize,
+    /// `Retry-After` seconds sent with a non-2xx answer (0 = none).
+    retry_after: AtomicU16,
 }
 
 pub struct Receiver {
@@ -65,6 +69,16 @@ impl Receiver {
         self.shared.status.store(status, Ordering::SeqCst);
     }
 
+    /// Non-2xx answers carry `Retry-After: seconds` (0 = no header).
+    pub fn retry_after(&self, seconds: u16) {
+        self.shared.retry_after.store(seconds, Ordering::SeqCst);
+    }
+
+    /// Requests received so far, whatever they were answered.
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
     fn serve(&mut self, listener: TcpListener) {
         let server = tiny_http::Server::from_listener(listener, None).unwrap();
         let running = Arc::new(AtomicBool::new(true));
@@ -83,6 +97,7 @@ impl Receiver {
                     .map(|h| h.value.to_string())
                     .unwrap_or_default();
                 let status = shared.status.load(Ordering::SeqCst);
+                shared.hits.fetch_add(1, Ordering::SeqCst);
                 if (200..300).contains(&status) {
                     shared.posts.lock().unwrap().push(Post {
                         path: req.url().to_string(),
@@ -90,8 +105,13 @@ impl Receiver {
                         body,
                     });
                 }
-                let _ =
-                    req.respond(tiny_http::Response::from_string("ok").with_status_code(status));
+                let mut resp = tiny_http::Response::from_string("ok").with_status_code(status);
+                let after = shared.retry_after.load(Ordering::SeqCst);
+                if after > 0 && !(200..300).contains(&status) {
+                    let h = format!("Retry-After: {after}");
+                    resp = resp.with_header(h.parse::<tiny_http::Header>().unwrap());
+                }
+                let _ = req.respond(resp);
             }
         });
         self.running = Some(running);
