@@ -115,6 +115,9 @@ fn server_of(row: &store::OutboxRow) -> (String, Option<String>) {
     (row.kind.clone(), url)
 }
 
+/// The longest `Retry-After` honoured (a server asking for more gets asked again then).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+
 /// Rows delivered per look at the outbox.
 const BATCH: usize = 20;
 
@@ -252,9 +255,10 @@ impl Worker {
                 Outcome::RateLimited { why, after } => {
                     let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
                     let wait = after
-                        .map(|a| a.clamp(Duration::from_secs(1), backoff.cap))
+                        .map(|a| a.clamp(Duration::from_secs(1), MAX_RETRY_AFTER))
                         .unwrap_or_else(|| backoff.delay_random(attempts));
-                    let at = now + wait.as_secs() as i64;
+                    // `now` is whole seconds: one more makes sure the full wait passes.
+                    let at = now + wait.as_secs() as i64 + 1;
                     store::outbox_mark_retry(conn, row.id, at, &why)?;
                     let held = store::outbox_defer(conn, &server.0, server.1.as_deref(), at, &why)?;
                     log::warn!(
