@@ -418,6 +418,10 @@ pub struct SyncConfig {
     /// Calendar (shared with the service account) that gets every machine usage session;
     /// "" = none.
     pub lab_calendar_id: String,
+    /// Calendar that gets every stay in the building (sign-in to sign-out); "" = none.
+    pub attendance_calendar_id: String,
+    /// Calendar that gets machine reservations; "" = none.
+    pub reservations_calendar_id: String,
     /// Google Calendar API base (tests point it at a fake server).
     pub google_api_base: String,
     /// Token endpoint overriding the key file's `token_uri`; "" = the key file's.
@@ -509,6 +513,8 @@ impl std::fmt::Debug for SyncConfig {
             .field("smtp_from", &self.smtp_from)
             .field("google_key_file", &self.google_key_file)
             .field("lab_calendar_id", &self.lab_calendar_id)
+            .field("attendance_calendar_id", &self.attendance_calendar_id)
+            .field("reservations_calendar_id", &self.reservations_calendar_id)
             .field("google_api_base", &self.google_api_base)
             .field("google_token_uri", &self.google_token_uri)
             .field("google_timeout_s", &self.google_timeout_s)
@@ -541,6 +547,8 @@ impl Default for SyncConfig {
             smtp_from: String::new(),
             google_key_file: String::new(),
             lab_calendar_id: String::new(),
+            attendance_calendar_id: String::new(),
+            reservations_calendar_id: String::new(),
             google_api_base: "https://www.googleapis.com/calendar/v3".into(),
             google_token_uri: String::new(),
             google_timeout_s: 30,
@@ -876,6 +884,22 @@ impl Config {
         if sy.google_timeout_s < 1 {
             return Err(bad("sync.google_timeout_s", "must be at least 1"));
         }
+        // A calendar without the service account's key would silently get nothing.
+        for (key, id) in [
+            ("sync.lab_calendar_id", &sy.lab_calendar_id),
+            ("sync.attendance_calendar_id", &sy.attendance_calendar_id),
+            (
+                "sync.reservations_calendar_id",
+                &sy.reservations_calendar_id,
+            ),
+        ] {
+            if !id.is_empty() && sy.google_key_file.is_empty() {
+                return Err(bad(
+                    key,
+                    "needs sync.google_key_file (the service-account key)",
+                ));
+            }
+        }
         if log_level(&self.log.level).is_none() {
             return Err(bad(
                 "log.level",
@@ -1054,6 +1078,26 @@ mod tests {
             .to_string();
         assert!(err.contains("x.toml"), "{err}");
         assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn calendars_need_the_key_file() {
+        for key in [
+            "lab_calendar_id",
+            "attendance_calendar_id",
+            "reservations_calendar_id",
+        ] {
+            let text = format!("[sync]\n{key} = \"c@group.calendar.google.com\"\n");
+            let err = Config::from_toml(&text, Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("google_key_file"),
+                "{err}"
+            );
+            let with_key = format!("{text}google_key_file = \"/etc/fabgate/key.json\"\n");
+            Config::from_toml(&with_key, Path::new("f.toml")).unwrap();
+        }
     }
 
     #[test]

@@ -407,8 +407,10 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::conf
             config.store.data_dir = base.join(&config.store.data_dir);
         }
     }
-    // The lab queues webhook rows in its transactions, in the daemon and in commands alike.
+    // The lab queues webhook and calendar rows in its transactions, in the daemon and in
+    // commands alike.
     crate::sync::webhook::configure(&config.sync.webhooks);
+    crate::sync::calendar::configure(&config.sync);
     Ok(config)
 }
 

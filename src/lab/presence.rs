@@ -56,6 +56,7 @@ pub fn entrance_tap(ctx: &mut Ctx, uid: &str, source: &str) -> Result<Tap> {
 fn toggle(db: &Connection, member: Member, source: &str, now: i64) -> Result<Tap> {
     if let Some(open) = store::open_presence(db, member.id)? {
         store::close_presence(db, open.id, now, source, false)?;
+        crate::sync::calendar::attendance_closed(db, open.id, now)?;
         crate::sync::webhook::presence(db, &member, false)?;
         return Ok(Tap::SignedOut {
             member,
@@ -65,7 +66,8 @@ fn toggle(db: &Connection, member: Member, source: &str, now: i64) -> Result<Tap
     match sign_in_refusal(&member) {
         Some(reason) => Ok(Tap::Refused { member, reason }),
         None => {
-            store::insert_presence(db, member.id, now, source)?;
+            let id = store::insert_presence(db, member.id, now, source)?;
+            crate::sync::calendar::attendance_opened(db, id, now)?;
             crate::sync::webhook::presence(db, &member, true)?;
             Ok(Tap::SignedIn { member })
         }
@@ -99,7 +101,8 @@ pub fn sign_in(db: &Connection, member: &Member, source: &str, now: i64) -> Resu
     if let Some(reason) = sign_in_refusal(member) {
         return Ok(Change::Refused(reason));
     }
-    store::insert_presence(db, member.id, now, source)?;
+    let id = store::insert_presence(db, member.id, now, source)?;
+    crate::sync::calendar::attendance_opened(db, id, now)?;
     crate::sync::webhook::presence(db, member, true)?;
     Ok(Change::Done)
 }
@@ -108,6 +111,7 @@ pub fn sign_out(db: &Connection, member_id: i64, source: &str, now: i64) -> Resu
     match store::open_presence(db, member_id)? {
         Some(open) => {
             store::close_presence(db, open.id, now, source, false)?;
+            crate::sync::calendar::attendance_closed(db, open.id, now)?;
             if let Some(member) = store::member(db, member_id)? {
                 crate::sync::webhook::presence(db, &member, false)?;
             }
@@ -174,6 +178,7 @@ pub fn close_day(db: &Connection, closing: i64) -> Result<usize> {
     let stale = store::open_presence_before(db, closing)?;
     for p in &stale {
         store::close_presence(db, p.id, closing, CLOSING, true)?;
+        crate::sync::calendar::attendance_closed(db, p.id, closing)?;
         log::info!(
             "presence: member {} signed out at closing time",
             p.member_id

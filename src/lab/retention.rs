@@ -74,6 +74,11 @@ pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport
     if sent + resets > 0 {
         log::info!("purge: {sent} delivered outbox records and {resets} old reset links deleted");
     }
+    // Calendar bookkeeping (event ids and revisions) lives as long as the uses' history.
+    let events = crate::sync::calendar::purge(db, uses_cutoff)?;
+    if events > 0 {
+        log::info!("purge: {events} calendar event records forgotten");
+    }
     Ok(report)
 }
 

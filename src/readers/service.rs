@@ -210,6 +210,7 @@ impl Service {
             f(&mut ctx)?
         };
         tx.commit()?;
+        crate::sync::calendar::wake_if_queued();
         Ok(out)
     }
 }

@@ -601,7 +601,9 @@ struct SavedCredential {
 }
 
 /// Deletes the lab's data (not settings nor lab-wide credentials), returning the per-board
-/// credentials, which deleting the machines cascades to.
+/// credentials, which deleting the machines cascades to. The replaced lab's calendar
+/// events stay in Google: a new calendar id prefix (`sync::calendar`) keeps the new lab's
+/// use ids from overwriting them.
 fn clear_lab(tx: &Connection) -> Result<Vec<SavedCredential>> {
     let mut st = tx.prepare(
         "SELECT username, machine_id, salt, hash, created_at FROM board_credentials
@@ -630,7 +632,9 @@ fn clear_lab(tx: &Connection) -> Result<Vec<SavedCredential>> {
          DELETE FROM members;
          DELETE FROM machines;
          DELETE FROM machine_types;
-         DELETE FROM roles;",
+         DELETE FROM roles;
+         DELETE FROM calendar_events;
+         DELETE FROM settings WHERE key = 'calendar_id_prefix';",
     )?;
     Ok(saved)
 }
@@ -1835,7 +1839,8 @@ mod tests {
              INSERT INTO board_credentials VALUES
                ('lab', NULL, x'00', x'01', 1), ('board1', 1, x'02', x'03', 2),
                ('board99', 99, x'04', x'05', 3);
-             INSERT INTO settings VALUES ('lab_name', 'Test lab');
+             INSERT INTO settings VALUES ('lab_name', 'Test lab'), ('calendar_id_prefix', 'abc123');
+             INSERT INTO calendar_events (event_id, subject_id) VALUES ('fabgateabc123u1', 1);
              INSERT INTO board_requests (machine_id, request_type, card_uid, created_at)
                VALUES (1, 'stop', 'abcd', 1);",
         )
@@ -1868,6 +1873,15 @@ mod tests {
             1
         );
         assert_eq!(count(&conn, "SELECT count(*) FROM board_requests"), 0);
+        // A new lab: a new calendar id prefix, no event ids of the old one.
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM settings WHERE key = 'calendar_id_prefix'"
+            ),
+            0
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM calendar_events"), 0);
         assert_eq!(
             count(&conn, "SELECT count(*) FROM machines WHERE machine_id = 99"),
             0

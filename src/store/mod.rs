@@ -15,7 +15,7 @@ mod people;
 mod presence;
 mod queries;
 mod retention;
-mod schema;
+pub(crate) mod schema;
 mod workshop;
 
 pub use admin::*;

@@ -216,4 +216,16 @@ CREATE TABLE alerts (
 );
 CREATE UNIQUE INDEX alerts_open ON alerts(kind, subject_key) WHERE cleared_at IS NULL;
 "#,
+    // 8: calendar events of several kinds (sync::calendar): machine uses, stays in the
+    // building, reservations. A subject's event id is chosen once and found again by
+    // (kind, subject_id), so events queued before this migration keep their ids.
+    r#"
+ALTER TABLE calendar_events RENAME COLUMN use_id TO subject_id;
+ALTER TABLE calendar_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'use'
+    CHECK (kind IN ('use', 'attendance', 'reservation'));
+ALTER TABLE calendar_events ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0; -- last change queued
+ALTER TABLE calendar_events ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;       -- it was a deletion
+UPDATE calendar_events SET changed_at = COALESCE(sent_at, 0);
+CREATE INDEX calendar_events_subject ON calendar_events(kind, subject_id);
+"#,
 ];

@@ -58,7 +58,10 @@ pub fn handle(app: &App, db: &mut Connection, req: &Req) -> Resp {
         tz,
         lab_name,
     };
-    route(&mut cx)
+    let resp = route(&mut cx);
+    // Handlers commit before they answer: calendar changes they queued can go now.
+    crate::sync::calendar::wake_if_queued();
+    resp
 }
 
 fn route(cx: &mut Ctx) -> Resp {

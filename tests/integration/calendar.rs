@@ -1,10 +1,12 @@
-//! Google Calendar: machine usage sessions become events of the lab calendar, delivered by
-//! the outbox to a fake Google (`common::google`) that verifies the service account's
-//! signed JWT. Exactly one event per session across lost responses, outages, daemon
-//! restarts and rate limits; no key or token in the log.
+//! Google Calendar: machine usage sessions become events of the lab calendar, stays in the
+//! building events of the attendance calendar, delivered by the outbox to a fake Google
+//! (`common::google`) that verifies the service account's signed JWT. Exactly one event
+//! per session across lost responses, outages, daemon restarts and rate limits; event ids
+//! carry the install's prefix; no key or token in the log.
 
-use crate::common::google::{self, FakeGoogle, CALENDAR};
+use crate::common::google::{self, FakeGoogle, ATTENDANCE, CALENDAR};
 use crate::common::*;
+use fabgate::sync::calendar::{self, Kind};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,22 @@ fn lab_with_google(g: &FakeGoogle, names: &str) -> Lab {
         base = g.base(),
     );
     lab
+}
+
+/// This lab's install prefix (made at its first calendar change).
+fn prefix(lab: &Lab) -> String {
+    lab.db()
+        .query_row(
+            "SELECT value FROM settings WHERE key = ?1",
+            [calendar::PREFIX_KEY],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// This lab's event id of a use or stay.
+fn event_id(lab: &Lab, kind: Kind, id: i64) -> String {
+    calendar::event_id(&prefix(lab), kind, id)
 }
 
 fn wait_until(lab: &Lab, sql: &str, want: i64) {
@@ -85,7 +103,11 @@ fn a_board_session_creates_then_updates_one_event() {
     );
     let (e, start, end) = only_event(&g);
     assert_eq!(e["summary"], "LASER 1 — Carla C");
-    assert_eq!(e["id"], "fabgate2", "use 2 (fixture F has use 1)");
+    assert_eq!(
+        e["id"],
+        event_id(&lab, Kind::Use, 2).as_str(),
+        "use 2 (fixture F has use 1)"
+    );
     assert!((start - t0).abs() <= 2, "start {start}, t0 {t0}");
     assert!(
         (end - (start + 3600)).abs() <= 3,
@@ -108,7 +130,7 @@ fn a_board_session_creates_then_updates_one_event() {
         2,
     );
     assert_eq!(
-        lab.count("SELECT sent_rev FROM calendar_events WHERE event_id = 'fabgate2'"),
+        lab.count("SELECT sent_rev FROM calendar_events WHERE kind = 'use' AND subject_id = 2"),
         2
     );
     g.with(|s| {
@@ -187,7 +209,7 @@ fn sessions_wait_for_google_across_a_restart_and_arrive_once() {
     g.restart();
     let d = lab.start();
     assert!(
-        g.wait(WAIT, |s| s.events.len() == 2),
+        g.wait(WAIT, |s| s.count(CALENDAR) == 2),
         "events: {:?}",
         g.events()
     );
@@ -199,13 +221,16 @@ fn sessions_wait_for_google_across_a_restart_and_arrive_once() {
     std::thread::sleep(Duration::from_millis(2500));
     let events = g.events();
     assert_eq!(events.len(), 2, "{events:?}");
-    let laser = &events["fabgate2"];
+    let laser = &events[&event_id(&lab, Kind::Use, 2)];
     assert_eq!(
         ts(&laser["end"]) - ts(&laser["start"]),
         120,
         "the closed session's times win: {laser}"
     );
-    assert_eq!(events["fabgate3"]["summary"], "DRILL 1 — Dario");
+    assert_eq!(
+        events[&event_id(&lab, Kind::Use, 3)]["summary"],
+        "DRILL 1 — Dario"
+    );
     g.with(|s| {
         assert_eq!(s.inserts, 2, "each event inserted once");
         assert_eq!(s.conflicts, 0);
@@ -230,4 +255,71 @@ fn rate_limits_are_retried() {
     );
     assert_eq!(g.events().len(), 1);
     assert!(d.log_contains("429"));
+}
+
+#[test]
+fn a_stay_in_the_building_is_one_event_of_the_attendance_calendar() {
+    let g = FakeGoogle::start();
+    let mut lab = lab_with_google(&g, "full");
+    lab.extra_config += &format!(
+        "attendance_calendar_id = {ATTENDANCE:?}\n\n\
+         [[readers]]\nname = \"desk\"\nkind = \"sim\"\nrole = \"entrance\"\n\
+         path = {taps:?}\npoll_ms = 20\nrepeat_ms = 300\n",
+        taps = lab.dir.path().join("desk-taps").display().to_string(),
+    );
+    let d = lab.start();
+    assert!(d.wait_log("reader desk: simulated reader"));
+
+    // Carla taps in at the entrance (the daemon queues and wakes the worker).
+    let t0 = now();
+    lab.ok(&["reader", "tap", "aabbccd3"]);
+    assert!(
+        g.wait(WAIT, |s| s.count(ATTENDANCE) == 1),
+        "no attendance event"
+    );
+    let events = g.events_in(ATTENDANCE);
+    let (id, e) = events.iter().next().unwrap();
+    assert_eq!(*id, event_id(&lab, Kind::Attendance, 1));
+    assert!(id.starts_with(&format!("fabgate{}", prefix(&lab))), "{id}");
+    assert_eq!(e["summary"], "In the lab — Carla C");
+    let start = ts(&e["start"]);
+    assert!((start - t0).abs() <= 2, "start {start}, t0 {t0}");
+    assert!((ts(&e["end"]) - (start + 3600)).abs() <= 3, "open: an hour");
+
+    // She signs out with a command (another process): the same event gets its end.
+    std::thread::sleep(Duration::from_secs(2));
+    lab.ok(&["presence", "sign-out", "aabbccd3"]);
+    assert!(
+        g.wait(WAIT, |s| s.updates == 1),
+        "the event was not updated"
+    );
+    let events = g.events_in(ATTENDANCE);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[id];
+    assert_eq!(ts(&e["start"]), start);
+    let end = ts(&e["end"]);
+    assert!(
+        end > start && end - start < 60,
+        "signed out at the end: {e}"
+    );
+    assert!(g.events().is_empty(), "the lab calendar has no stays");
+
+    // A machine session still goes to the lab calendar, with the same install prefix;
+    // after a restart the prefix is the same.
+    let before = prefix(&lab);
+    d.stop();
+    let d = lab.start();
+    d.board("1")
+        .must(r#"{"action":"startuse", "uid":"aabbccd4"}"#);
+    assert!(g.wait(WAIT, |s| s.count(CALENDAR) == 1), "no use event");
+    assert_eq!(prefix(&lab), before, "the prefix survives a restart");
+    let uses = g.events();
+    let use_id = uses.keys().next().unwrap();
+    assert_eq!(*use_id, calendar::event_id(&before, Kind::Use, 2));
+    assert_eq!(g.events_in(ATTENDANCE).len(), 1);
+    g.with(|s| {
+        assert_eq!((s.inserts, s.updates, s.conflicts), (2, 1, 0));
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
+    });
+    assert_no_secrets(&d, &g);
 }

@@ -1,6 +1,7 @@
 //! A fake Google for the calendar tests: a token endpoint that verifies the service
 //! account's RS256 JWT with the test public key (ring) and its claims, and a Calendar
-//! events API keeping events in memory (409 on a duplicate id, 404 on an unknown one).
+//! events API keeping the events of its calendars (`CALENDARS`) in memory (409 on a
+//! duplicate id, 404 on an unknown one or an unknown calendar).
 //! It can stop and listen again on the same port, answer the next requests with a given
 //! status (429...), and store an insert then drop the connection without answering (a lost
 //! response). Plain HTTP/1.1, one request per connection.
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const KEY_PEM: &str = include_str!("../../data/google-test-key.pem");
 pub const CLIENT_EMAIL: &str = "fabgate-test@fabgate-test.iam.gserviceaccount.com";
 pub const CALENDAR: &str = "lab@group.calendar.google.com";
+pub const ATTENDANCE: &str = "attendance@group.calendar.google.com";
+/// The calendars shared with the test service account.
+pub const CALENDARS: [&str; 2] = [CALENDAR, ATTENDANCE];
 pub const SCOPE: &str = "https://www.googleapis.com/auth/calendar.events";
 
 /// The PEM as it goes in the key file (from BEGIN to END).
@@ -40,7 +44,8 @@ fn public_key() -> Vec<u8> {
 
 #[derive(Default)]
 pub struct State {
-    pub events: BTreeMap<String, Value>,
+    /// Events by calendar, then by id.
+    pub calendars: BTreeMap<String, BTreeMap<String, Value>>,
     pub inserts: usize,
     pub updates: usize,
     pub conflicts: usize,
@@ -158,8 +163,13 @@ impl FakeGoogle {
         f(&mut self.state.lock().unwrap())
     }
 
+    /// The events of the lab calendar.
     pub fn events(&self) -> BTreeMap<String, Value> {
-        self.with(|s| s.events.clone())
+        self.events_in(CALENDAR)
+    }
+
+    pub fn events_in(&self, calendar: &str) -> BTreeMap<String, Value> {
+        self.with(|s| s.calendars.get(calendar).cloned().unwrap_or_default())
     }
 
     /// Waits until `check` holds of the state (or the time is up); returns whether it did.
@@ -178,6 +188,11 @@ impl FakeGoogle {
 }
 
 impl State {
+    /// How many events `calendar` holds.
+    pub fn count(&self, calendar: &str) -> usize {
+        self.calendars.get(calendar).map_or(0, |c| c.len())
+    }
+
     /// Every token issued so far stops working.
     pub fn revoke_tokens(&mut self) {
         let t = std::mem::take(&mut self.tokens);
@@ -361,8 +376,13 @@ fn handle(
             &json!({"error": {"code": status, "errors": [{"reason": reason}]}}),
         );
     }
-    let prefix = format!("/calendars/{}/events", CALENDAR.replace('@', "%40"));
-    let Some(rest) = req.path.strip_prefix(&prefix) else {
+    let found = CALENDARS.into_iter().find_map(|c| {
+        let prefix = format!("/calendars/{}/events", c.replace('@', "%40"));
+        req.path
+            .strip_prefix(&prefix)
+            .map(|rest| (c, rest.to_string()))
+    });
+    let Some((calendar, rest)) = found else {
         drop(s);
         return respond(
             stream,
@@ -374,7 +394,10 @@ fn handle(
     match (req.method.as_str(), rest.strip_prefix('/')) {
         ("POST", None) if rest.is_empty() => {
             let id = body["id"].as_str().unwrap_or("").to_string();
-            if s.events.contains_key(&id) {
+            if s.calendars
+                .get(calendar)
+                .is_some_and(|c| c.contains_key(&id))
+            {
                 s.conflicts += 1;
                 drop(s);
                 return respond(
@@ -385,7 +408,10 @@ fn handle(
             }
             let mut event = body.clone();
             event["etag"] = json!(format!("\"{}-1\"", id));
-            s.events.insert(id, event.clone());
+            s.calendars
+                .entry(calendar.to_string())
+                .or_default()
+                .insert(id, event.clone());
             s.inserts += 1;
             if s.drop_next_insert {
                 s.drop_next_insert = false;
@@ -398,7 +424,11 @@ fn handle(
             respond(stream, 200, &event)
         }
         ("DELETE", Some(id)) => {
-            let gone = s.events.remove(id).is_some();
+            let gone = s
+                .calendars
+                .get_mut(calendar)
+                .and_then(|c| c.remove(id))
+                .is_some();
             s.deletes += usize::from(gone);
             drop(s);
             if gone {
@@ -412,7 +442,7 @@ fn handle(
             }
         }
         ("PUT", Some(id)) => {
-            let Some(old) = s.events.get(id).cloned() else {
+            let Some(old) = s.calendars.get(calendar).and_then(|c| c.get(id)).cloned() else {
                 drop(s);
                 return respond(stream, 404, &json!({"error": {"code": 404}}));
             };
@@ -423,7 +453,10 @@ fn handle(
             let mut event = body.clone();
             event["id"] = json!(id);
             event["etag"] = json!(format!("\"{id}-{}\"", n + 1));
-            s.events.insert(id.to_string(), event.clone());
+            s.calendars
+                .entry(calendar.to_string())
+                .or_default()
+                .insert(id.to_string(), event.clone());
             s.updates += 1;
             drop(s);
             respond(stream, 200, &event)
