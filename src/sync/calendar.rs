@@ -636,11 +636,11 @@ pub struct Google {
     token: Option<(String, Instant)>,
 }
 
-/// A reply: status and body.
-type Reply = (u16, String);
+/// A reply: status, body, and the `Retry-After` it asked for.
+type Reply = (u16, String, Option<Duration>);
 
 fn transport(e: ureq::Error) -> Outcome {
-    Outcome::Retry(format!("Google Calendar unreachable: {e}"))
+    Outcome::Unreachable(format!("Google Calendar unreachable: {e}"))
 }
 
 impl Google {
@@ -730,12 +730,17 @@ impl Google {
             };
             let mut resp = result.map_err(transport)?;
             let status = resp.status().as_u16();
+            let after = super::retry_after(
+                resp.headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+            );
             let text = resp.body_mut().read_to_string().unwrap_or_default();
             if status == 401 && attempt == 0 {
                 self.token = None;
                 continue;
             }
-            return Ok((status, text));
+            return Ok((status, text, after));
         }
         unreachable!("the loop returns")
     }
@@ -764,7 +769,7 @@ impl Google {
             let r = self.call("DELETE", &Self::event_path(op), None)?;
             // Already gone (or never made it) is what we wanted.
             return Ok(if r.0 == 404 || r.0 == 410 {
-                (204, String::new())
+                (204, String::new(), None)
             } else {
                 r
             });
@@ -783,8 +788,9 @@ impl Google {
     }
 }
 
-/// What an unsuccessful status means.
-fn classify(status: u16, body: &str) -> Outcome {
+/// What an unsuccessful status means: 429 and Google's 403 rate limits hold every calendar
+/// change for `after` (or the backoff); 5xx and 408 are retried; other 4xx are permanent.
+fn classify(status: u16, body: &str, after: Option<Duration>) -> Outcome {
     let why: String = body.chars().take(300).collect();
     let msg = format!("Google Calendar answered {status}: {why}");
     let rate = status == 403
@@ -795,7 +801,9 @@ fn classify(status: u16, body: &str) -> Outcome {
         ]
         .iter()
         .any(|r| body.contains(r));
-    if status == 429 || status >= 500 || rate || status == 408 {
+    if status == 429 || rate {
+        Outcome::RateLimited { why: msg, after }
+    } else if status >= 500 || status == 408 {
         Outcome::Retry(msg)
     } else {
         Outcome::Permanent(msg)
@@ -839,12 +847,12 @@ pub fn deliver(db: &Connection, c: &SyncConfig, payload: &str) -> Outcome {
         }
     }
     let google = client.as_mut().expect("set above");
-    let (status, body) = match google.upsert(&op) {
+    let (status, body, after) = match google.upsert(&op) {
         Ok(r) => r,
         Err(o) => return o,
     };
     if !(200..300).contains(&status) {
-        return classify(status, &body);
+        return classify(status, &body, after);
     }
     let etag = serde_json::from_str::<Value>(&body)
         .ok()
@@ -1155,12 +1163,25 @@ mod tests {
 
     #[test]
     fn rate_limits_and_server_errors_are_retried_other_4xx_are_not() {
-        assert!(matches!(classify(429, ""), Outcome::Retry(_)));
-        assert!(matches!(classify(503, ""), Outcome::Retry(_)));
+        let s30 = Some(Duration::from_secs(30));
+        assert_eq!(
+            classify(429, "", s30),
+            Outcome::RateLimited {
+                why: "Google Calendar answered 429: ".into(),
+                after: s30
+            }
+        );
+        assert!(matches!(classify(503, "", None), Outcome::Retry(_)));
         let rate = r#"{"error":{"errors":[{"reason":"rateLimitExceeded"}]}}"#;
-        assert!(matches!(classify(403, rate), Outcome::Retry(_)));
-        assert!(matches!(classify(403, "forbidden"), Outcome::Permanent(_)));
-        assert!(matches!(classify(400, "bad"), Outcome::Permanent(_)));
+        assert!(matches!(
+            classify(403, rate, None),
+            Outcome::RateLimited { after: None, .. }
+        ));
+        assert!(matches!(
+            classify(403, "forbidden", None),
+            Outcome::Permanent(_)
+        ));
+        assert!(matches!(classify(400, "bad", None), Outcome::Permanent(_)));
     }
 
     #[test]

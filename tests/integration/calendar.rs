@@ -199,10 +199,10 @@ fn sessions_wait_for_google_across_a_restart_and_arrive_once() {
     laser.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":120}"#);
     d.board("2")
         .must(r#"{"action":"startuse", "uid":"aabbccd4"}"#);
-    // Three changes (insert + update of use 2, insert of use 3) tried and waiting.
+    // Three changes (insert + update of use 2, insert of use 3) waiting for Google.
     wait_until(
         &lab,
-        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'pending' AND attempts >= 1",
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'pending' AND last_error IS NOT NULL",
         3,
     );
     d.stop();
