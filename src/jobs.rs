@@ -205,7 +205,7 @@ impl Jobs {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         presence::close_day(&tx, presence::last_occurrence(now, closing))?;
         tx.commit()?;
-        crate::sync::calendar::wake_if_queued();
+        crate::sync::wake_if_queued();
         Ok(())
     }
 
@@ -228,7 +228,7 @@ impl Jobs {
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let n = presence::close_day(&tx, now)?;
                 tx.commit()?;
-                crate::sync::calendar::wake_if_queued();
+                crate::sync::wake_if_queued();
                 log::info!("presence: closing time, {n} signed out");
             }
         }
@@ -295,7 +295,7 @@ impl Jobs {
             lab::close_orphans(&mut ctx)?;
         }
         tx.commit()?;
-        crate::sync::calendar::wake_if_queued();
+        crate::sync::wake_if_queued();
         Ok(())
     }
 }

@@ -117,7 +117,10 @@ pub fn erase_member(
     if member.id == anon {
         return Ok(Err(EraseRefused::Anonymous));
     }
-    Ok(Ok(store::erase_member(db, member, anon)?))
+    let events = crate::sync::calendar::member_events(db, member.id)?;
+    let done = store::erase_member(db, member, anon)?;
+    crate::sync::calendar::member_erased(db, &events, now)?;
+    Ok(Ok(done))
 }
 
 #[cfg(test)]

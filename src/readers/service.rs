@@ -210,7 +210,7 @@ impl Service {
             f(&mut ctx)?
         };
         tx.commit()?;
-        crate::sync::calendar::wake_if_queued();
+        crate::sync::wake_if_queued();
         Ok(out)
     }
 }

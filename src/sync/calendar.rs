@@ -403,6 +403,35 @@ pub fn use_deleted(db: &Connection, use_id: i64, now: i64) -> store::Result<()> 
     queue(db, Kind::Use, use_id, "delete", now)
 }
 
+/// The uses and stays of `member_id` whose events fabgate still tracks (call before an
+/// erasure re-assigns them).
+pub fn member_events(db: &Connection, member_id: i64) -> store::Result<Vec<(Kind, i64)>> {
+    let mut stmt = db.prepare(
+        "SELECT e.kind, e.subject_id FROM calendar_events e
+         WHERE e.gone = 0 AND (
+           (e.kind = 'use' AND e.subject_id IN (SELECT use_id FROM uses WHERE member_id = ?1))
+           OR (e.kind = 'attendance'
+               AND e.subject_id IN (SELECT presence_id FROM presence WHERE member_id = ?1)))",
+    )?;
+    let rows = stmt.query_map([member_id], |r| {
+        let kind = match r.get::<_, String>(0)?.as_str() {
+            "attendance" => Kind::Attendance,
+            _ => Kind::Use,
+        };
+        Ok((kind, r.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A member was erased: their events are queued again as they now stand (anonymous), so
+/// the calendars stop showing the name.
+pub fn member_erased(db: &Connection, events: &[(Kind, i64)], now: i64) -> store::Result<()> {
+    for (kind, id) in events {
+        queue(db, *kind, *id, "update", now)?;
+    }
+    Ok(())
+}
+
 /// A member signed in (presence row `presence_id`): queue the stay's event.
 pub fn attendance_opened(db: &Connection, presence_id: i64, now: i64) -> store::Result<()> {
     queue(db, Kind::Attendance, presence_id, "insert", now)

@@ -84,6 +84,13 @@ pub fn wake() {
     }
 }
 
+/// Wakes the worker if this process queued calendar changes or webhook posts since the
+/// last call (call after the commit of a change that may have queued them).
+pub fn wake_if_queued() {
+    calendar::wake_if_queued();
+    webhook::wake_if_queued();
+}
+
 fn wait(timeout: Duration) {
     let (lock, cv) = &WAKE;
     let Ok(mut w) = lock.lock() else {

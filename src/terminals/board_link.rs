@@ -197,9 +197,8 @@ impl BoardLink {
             );
             replies.clear();
         } else {
-            crate::sync::calendar::wake_if_queued();
+            crate::sync::wake_if_queued();
         }
-        crate::sync::webhook::wake_if_queued();
         for (topic, payload) in replies {
             tx.publish(topic, payload).map_err(|e| e.to_string())?;
             self.stats.sent.fetch_add(1, Ordering::Relaxed);

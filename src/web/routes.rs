@@ -60,7 +60,7 @@ pub fn handle(app: &App, db: &mut Connection, req: &Req) -> Resp {
     };
     let resp = route(&mut cx);
     // Handlers commit before they answer: calendar changes they queued can go now.
-    crate::sync::calendar::wake_if_queued();
+    crate::sync::wake_if_queued();
     resp
 }
 

@@ -323,3 +323,29 @@ fn a_stay_in_the_building_is_one_event_of_the_attendance_calendar() {
     });
     assert_no_secrets(&d, &g);
 }
+
+/// Erasing a member (GDPR) takes their name off the events already in Google.
+#[test]
+fn erasing_a_member_takes_their_name_off_the_calendar() {
+    let g = FakeGoogle::start();
+    let lab = lab_with_google(&g, "full");
+    let d = lab.start();
+    let laser = d.board("1");
+    laser.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    laser.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":300}"#);
+    let events = |s: &google::State| s.calendars.get(CALENDAR).cloned().unwrap_or_default();
+    assert!(g.wait(WAIT, |s| events(s).values().any(|e| e["summary"]
+        == "LASER 1 — Carla C"
+        && ts(&e["end"]) - ts(&e["start"]) == 300)));
+    lab.ok(&["member", "erase", "aabbccd3", "--yes"]);
+    assert!(
+        g.wait(WAIT, |s| events(s).values().all(|e| !e["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Carla"))),
+        "{:?}",
+        g.events()
+    );
+    let (e, start, end) = only_event(&g);
+    assert_eq!(end - start, 300, "the session itself stays: {e}");
+}
