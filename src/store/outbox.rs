@@ -45,10 +45,12 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub state: String,
     pub sent_at: Option<i64>,
+    /// Not delivered after this time (Unix seconds).
+    pub expires_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, kind, payload, dedupe_key, created_at, attempts, next_attempt_at, \
-                       last_error, state, sent_at";
+                       last_error, state, sent_at, expires_at";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
@@ -62,6 +64,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(7)?,
         state: r.get(8)?,
         sent_at: r.get(9)?,
+        expires_at: r.get(10)?,
     })
 }
 
@@ -75,10 +78,23 @@ pub fn enqueue(
     dedupe_key: Option<&str>,
     now: i64,
 ) -> Result<Option<i64>> {
+    enqueue_until(tx, kind, payload, dedupe_key, now, None)
+}
+
+/// `enqueue` for a message that is useless after `expires_at` (it then fails as expired
+/// instead of being delivered).
+pub fn enqueue_until(
+    tx: &Connection,
+    kind: OutboxKind,
+    payload: &str,
+    dedupe_key: Option<&str>,
+    now: i64,
+    expires_at: Option<i64>,
+) -> Result<Option<i64>> {
     let n = tx.execute(
-        "INSERT INTO outbox (kind, payload, dedupe_key, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (dedupe_key) DO NOTHING",
-        params![kind.as_str(), payload, dedupe_key, now],
+        "INSERT INTO outbox (kind, payload, dedupe_key, created_at, next_attempt_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (dedupe_key) DO NOTHING",
+        params![kind.as_str(), payload, dedupe_key, now, expires_at],
     )?;
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
@@ -141,37 +157,48 @@ pub fn outbox_mark_sent(conn: &Connection, id: i64, now: i64, summary: &str) -> 
     Ok(())
 }
 
-/// The rows of `kind` (for webhooks: to `url`) waiting after failed attempts become due
-/// now. Called when a server of that kind just accepted a delivery, and when staff change
-/// the email settings: a lab back online (or just set up) delivers its backlog at once
-/// instead of when each row's backoff (up to `backoff_cap_s`) runs out. Returns how many
-/// rows were brought forward.
-pub fn outbox_due_now(conn: &Connection, kind: &str, url: Option<&str>, now: i64) -> Result<usize> {
+/// The rows of `kind` (and `key`: a webhook URL or a calendar id; `None` = all) held back
+/// for their server, not for a problem of their own, become due now. Called when that
+/// server just accepted a delivery, and when staff change the settings or press "Retry
+/// now": a lab back online (or just set up) delivers its backlog at once instead of when
+/// each row's backoff (up to `backoff_cap_s`) runs out. Returns how many rows moved.
+pub fn outbox_due_now(conn: &Connection, kind: &str, key: Option<&str>, now: i64) -> Result<usize> {
     Ok(conn.execute(
-        "UPDATE outbox SET next_attempt_at = ?3
-         WHERE state = 'pending' AND next_attempt_at > ?3 AND kind = ?1
-           AND last_error IS NOT NULL
-           AND (?2 IS NULL OR json_extract(payload, '$.url') = ?2)",
-        params![kind, url, now],
+        "UPDATE outbox SET next_attempt_at = ?3, held = 0
+         WHERE state = 'pending' AND held = 1 AND next_attempt_at > ?3 AND kind = ?1
+           AND (?2 IS NULL OR ?2 IN (json_extract(payload, '$.url'),
+                                  json_extract(payload, '$.calendar_id')))",
+        params![kind, key, now],
     )?)
 }
 
-/// The server of `kind` (for webhooks: at `url`) is down or asked us to wait until `at`:
-/// its pending rows due earlier wait until then, showing `why` (their attempt counts are
-/// untouched: they were not tried). Returns how many rows were held back.
+/// The server of `kind` (and `key`: a webhook URL or a calendar id) is down, rate
+/// limiting or refusing the settings until `at`: its pending rows due by then are held
+/// until then, showing `why` (attempt counts untouched: they were not tried). Returns how
+/// many rows were held.
 pub fn outbox_defer(
     conn: &Connection,
     kind: &str,
-    url: Option<&str>,
+    key: Option<&str>,
     at: i64,
     why: &str,
 ) -> Result<usize> {
     Ok(conn.execute(
-        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4
-         WHERE state = 'pending' AND next_attempt_at < ?3 AND kind = ?1
-           AND (?2 IS NULL OR json_extract(payload, '$.url') = ?2)",
-        params![kind, url, at, why],
+        "UPDATE outbox SET next_attempt_at = ?3, last_error = ?4, held = 1
+         WHERE state = 'pending' AND next_attempt_at <= ?3 AND kind = ?1
+           AND (?2 IS NULL OR ?2 IN (json_extract(payload, '$.url'),
+                                  json_extract(payload, '$.calendar_id')))",
+        params![kind, key, at, why],
     )?)
+}
+
+/// Counts one attempt of a row (its server then holds it with `outbox_defer`).
+pub fn outbox_count_attempt(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1 AND state = 'pending'",
+        [id],
+    )?;
+    Ok(())
 }
 
 /// A failed attempt that may succeed later: tried again at `next_attempt_at`.
@@ -182,7 +209,8 @@ pub fn outbox_mark_retry(
     error: &str,
 ) -> Result<()> {
     conn.execute(
-        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
+           held = 0
          WHERE id = ?1 AND state = 'pending'",
         params![id, next_attempt_at, error],
     )?;

@@ -228,4 +228,11 @@ ALTER TABLE calendar_events ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;       --
 UPDATE calendar_events SET changed_at = COALESCE(sent_at, 0);
 CREATE INDEX calendar_events_subject ON calendar_events(kind, subject_id);
 "#,
+    // 9: outbox rows held back because their server is down, rate limiting or refusing
+    // the settings (brought forward together when it answers again), and rows that are
+    // useless after a time (a password-reset link valid 30 minutes).
+    r#"
+ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN expires_at INTEGER;
+"#,
 ];

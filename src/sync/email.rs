@@ -41,10 +41,16 @@ impl std::fmt::Debug for Smtp {
 }
 
 impl Smtp {
+    /// The panel's settings when it names a server, else the config file's. Never a mix:
+    /// a server typed in the panel must not receive the config file's password (and
+    /// "Forget the stored password" must really mean none).
     pub fn load(db: &Connection, c: &SyncConfig) -> Smtp {
+        let panel = |key: &str| store::setting(db, key).ok().flatten().unwrap_or_default();
+        let from_panel = !panel("smtp_host").is_empty();
         let get = |key: &str, default: &str| -> String {
-            match store::setting(db, key).ok().flatten() {
-                Some(v) if !v.is_empty() => v,
+            match panel(key) {
+                v if from_panel => v,
+                v if !v.is_empty() => v,
                 _ => default.to_string(),
             }
         };
@@ -150,21 +156,46 @@ pub fn send(smtp: &Smtp, email: &Email, key: &str) -> Outcome {
     if smtp.host.is_empty() || smtp.from.is_empty() {
         return Outcome::NotSetUp("email is not set up (Settings → Outgoing email)".into());
     }
+    if let Err(e) = smtp.from.parse::<Mailbox>() {
+        return Outcome::NotSetUp(format!("bad sender address in the email settings: {e}"));
+    }
     let msg = match message(smtp, email, key) {
         Ok(m) => m,
         Err(e) => return Outcome::Permanent(e),
     };
     let t = match transport(smtp) {
         Ok(t) => t,
-        Err(e) => return Outcome::Retry(e),
+        Err(e) => return Outcome::NotSetUp(e),
     };
     match t.send(&msg) {
         Ok(_) => Outcome::Sent,
-        Err(e) if e.is_permanent() => Outcome::Permanent(describe(&e)),
+        Err(e) => classify(&e),
+    }
+}
+
+/// What a failed send means for this message and for the others.
+fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
+    let why = describe(e);
+    let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+    // 530/534/535/538: the login was refused or is needed; no message can go until the
+    // settings change. The same for what lettre refuses itself (no common login method,
+    // no STARTTLS offered) and for a certificate we do not trust.
+    if matches!(code.as_str(), "530" | "534" | "535" | "538")
+        || e.is_client()
+        || e.is_tls()
+        || rustls_error(e).is_some()
+    {
+        return Outcome::NotSetUp(why);
+    }
+    if e.is_permanent() {
+        // This recipient or this message (no such mailbox, too big).
+        Outcome::Permanent(why)
+    } else if e.is_transient() {
         // A 4xx answer concerns this message (a full mailbox, greylisting).
-        Err(e) if e.is_transient() => Outcome::Retry(describe(&e)),
+        Outcome::Retry(why)
+    } else {
         // No answer at all: the server is down or unreachable.
-        Err(e) => Outcome::Unreachable(describe(&e)),
+        Outcome::Unreachable(why)
     }
 }
 
@@ -244,6 +275,21 @@ mod tests {
         assert_eq!(smtp.password, "panel-secret");
         let shown = format!("{smtp:?} {c:?}");
         assert!(!shown.contains("secret"), "{shown}");
+        // A server named in the panel never gets the config file's password or sender.
+        store::set_setting(&db, "smtp_password", "").unwrap();
+        let panel_only = Smtp::load(&db, &c);
+        assert_eq!(panel_only.password, "");
+        assert_eq!(panel_only.from, "");
+        assert!(matches!(
+            send(
+                &panel_only,
+                &super::super::outbox::test_email("a@b.org"),
+                "k"
+            ),
+            Outcome::NotSetUp(_)
+        ));
+        store::set_setting(&db, "smtp_from", "lab@panel.org").unwrap();
+        let smtp = Smtp::load(&db, &c);
         let bad = Email {
             to: "not an address".into(),
             subject: "x".into(),

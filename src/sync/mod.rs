@@ -1,6 +1,7 @@
 //! The sync worker: the one thread that talks to the network for the lab. It delivers the
-//! outbox rows that are due (email, Google Calendar events; webhooks later), marks them
-//! sent, schedules a retry with backoff, or marks them failed when the error is permanent.
+//! outbox rows that are due (email, Google Calendar events, webhooks), marks them sent,
+//! schedules a retry with backoff, holds every row of a server that is down, rate limiting
+//! or refusing the settings (`holds`), or marks a row failed when its error is permanent.
 //! All its state is in the `outbox` table, so a restart (or a power cut mid-delivery)
 //! loses nothing: a row is only `sent` once the server has accepted it (at-least-once).
 //!
@@ -10,6 +11,7 @@
 pub mod alerts;
 pub mod calendar;
 pub mod email;
+pub mod holds;
 pub mod outbox;
 pub mod webhook;
 pub mod weekly;
@@ -24,9 +26,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Sent,
-    /// Try again later (no network, 4xx, timeout...).
+    /// Nothing to send any more (a calendar change superseded by a newer one already
+    /// delivered): done, without having talked to the server.
+    Skipped,
+    /// This row failed but may succeed later (a 4xx SMTP answer, a 5xx on one event).
     Retry(String),
-    /// Never try again by itself (5xx, bad address, bad payload).
+    /// Never try again by itself (a 5xx SMTP answer for this recipient, a bad address, a
+    /// bad payload, other HTTP 4xx).
     Permanent(String),
     /// The server could not be reached (no route, refused, timeout, TLS handshake): this
     /// row waits its backoff, and so do the other rows for that server, so a dead server
@@ -38,8 +44,9 @@ pub enum Outcome {
         why: String,
         after: Option<Duration>,
     },
-    /// Not tried: this kind of delivery is not set up yet. Waits like `Retry`, but says
-    /// nothing about the network.
+    /// The settings are missing or refused (no SMTP host, a refused login, a calendar not
+    /// shared with the service account): every row of that server waits, says nothing
+    /// about the network, and goes out as soon as staff save new settings.
     NotSetUp(String),
 }
 
@@ -112,15 +119,21 @@ pub fn retry_after(value: Option<&str>) -> Option<Duration> {
     value?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Which server a row goes to, for pausing or resuming all its rows at once: the kind,
-/// and for webhooks the URL.
-fn server_of(row: &store::OutboxRow) -> (String, Option<String>) {
-    let url = (row.kind == "webhook")
-        .then(|| serde_json::from_str::<webhook::Post>(&row.payload).ok())
-        .flatten()
-        .map(|p| p.url);
-    (row.kind.clone(), url)
+/// Which server a row goes to, for holding or resuming all its rows at once: the kind,
+/// and for webhooks the URL, for calendar changes the calendar.
+fn server_of(row: &store::OutboxRow) -> holds::Server {
+    let v: serde_json::Value = serde_json::from_str(&row.payload).unwrap_or_default();
+    let key = match row.kind.as_str() {
+        "webhook" => v["url"].as_str(),
+        "calendar" => v["calendar_id"].as_str(),
+        _ => None,
+    };
+    (row.kind.clone(), key.map(String::from))
 }
+
+/// The longest a server that does not answer is left alone: it is tried again (with one
+/// row) at least this often, so a lab back online is noticed within a minute.
+const PROBE_EVERY: Duration = Duration::from_secs(60);
 
 /// The longest `Retry-After` honoured (a server asking for more gets asked again then).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
@@ -176,20 +189,34 @@ impl Worker {
         }
     }
 
-    /// Delivers the rows due now; returns how many it tried.
+    /// Delivers the rows due now; returns how many it looked at.
     pub fn deliver_due(&self, conn: &rusqlite::Connection) -> store::Result<usize> {
         let rows = store::outbox_due(conn, store::now(), BATCH)?;
         if rows.is_empty() {
             return Ok(0);
         }
         let smtp = email::Smtp::load(conn, &self.config);
-        let backoff = Backoff::from_config(&self.config);
         let mut http = None;
-        // Servers that asked us to slow down during this batch: their rows are skipped.
-        let mut paused: Vec<(String, Option<String>)> = Vec::new();
         for row in &rows {
-            let server = server_of(row);
-            if paused.contains(&server) {
+            // Staff may have discarded or rescheduled it, or a hold moved it, since the
+            // batch was read (an earlier row may have waited for a timeout).
+            let now = store::now();
+            let Some(row) = store::outbox_row(conn, row.id)?
+                .filter(|r| r.state == "pending" && r.next_attempt_at <= now)
+            else {
+                continue;
+            };
+            let server = server_of(&row);
+            if let Some(h) = holds::current(&server, now) {
+                store::outbox_defer(conn, &server.0, server.1.as_deref(), h.until, &h.why)?;
+                continue;
+            }
+            if row.expires_at.is_some_and(|at| at < now) {
+                store::outbox_mark_failed(
+                    conn,
+                    row.id,
+                    "expired before it could be delivered (it would no longer be of use)",
+                )?;
                 continue;
             }
             let outcome = match row.kind.as_str() {
@@ -209,87 +236,104 @@ impl Worker {
                     }
                     Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
                 },
-                other => Outcome::Retry(format!("{other} delivery is not available yet")),
+                other => Outcome::Permanent(format!("unknown outbox kind {other}")),
             };
-            let now = store::now();
-            let network = !matches!(outcome, Outcome::NotSetUp(_));
-            let unreachable = matches!(outcome, Outcome::Unreachable(_));
-            match outcome {
-                Outcome::Sent => {
-                    let back = store::outbox_due_now(conn, &server.0, server.1.as_deref(), now)?;
-                    if back > 0 {
-                        log::info!(
-                            "sync: {} server reachable again: {back} waiting rows due now",
-                            row.kind
-                        );
-                    }
-                    store::outbox_mark_sent(
-                        conn,
-                        row.id,
-                        now,
-                        &if row.kind == "calendar" {
-                            calendar::sent_summary(&row.payload)
-                        } else {
-                            outbox::sent_summary(&row.kind, &row.payload)
-                        },
-                    )?;
-                    log::info!("sync: outbox row {} ({}) delivered", row.id, row.kind);
-                    if let Ok(mut s) = STATUS.lock() {
-                        s.last_success = Some(now);
-                    }
-                }
-                Outcome::Retry(why) | Outcome::NotSetUp(why) | Outcome::Unreachable(why) => {
-                    let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
-                    let delay = backoff.delay_random(attempts);
-                    let at = now + delay.as_secs() as i64;
-                    store::outbox_mark_retry(conn, row.id, at, &why)?;
-                    if unreachable {
-                        store::outbox_defer(conn, &server.0, server.1.as_deref(), at, &why)?;
-                        paused.push(server);
-                    }
-                    log::warn!(
-                        "sync: outbox row {} ({}) not delivered, attempt {attempts}, retry in {} s: {why}",
-                        row.id,
-                        row.kind,
-                        delay.as_secs()
-                    );
-                    if network {
-                        if let Ok(mut s) = STATUS.lock() {
-                            s.last_failure = Some((now, why));
-                        }
-                    }
-                }
-                Outcome::RateLimited { why, after } => {
-                    let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
-                    let wait = after
-                        .map(|a| a.clamp(Duration::from_secs(1), MAX_RETRY_AFTER))
-                        .unwrap_or_else(|| backoff.delay_random(attempts));
-                    // `now` is whole seconds: one more makes sure the full wait passes.
-                    let at = now + wait.as_secs() as i64 + 1;
-                    store::outbox_mark_retry(conn, row.id, at, &why)?;
-                    let held = store::outbox_defer(conn, &server.0, server.1.as_deref(), at, &why)?;
-                    log::warn!(
-                        "sync: {} server asks to slow down; row {} and {held} others wait {} s: {why}",
-                        row.kind,
-                        row.id,
-                        wait.as_secs()
-                    );
-                    paused.push(server);
-                }
-                Outcome::Permanent(why) => {
-                    store::outbox_mark_failed(conn, row.id, &why)?;
-                    log::error!(
-                        "sync: outbox row {} ({}) failed for good: {why}",
-                        row.id,
-                        row.kind
-                    );
-                    if let Ok(mut s) = STATUS.lock() {
-                        // The server answered: the network is there.
-                        s.last_success.get_or_insert(now);
-                    }
-                }
-            }
+            self.settle(conn, &row, &server, outcome)?;
         }
         Ok(rows.len())
+    }
+
+    /// Records what one attempt came to.
+    fn settle(
+        &self,
+        conn: &rusqlite::Connection,
+        row: &store::OutboxRow,
+        server: &holds::Server,
+        outcome: Outcome,
+    ) -> store::Result<()> {
+        let now = store::now();
+        let backoff = Backoff::from_config(&self.config);
+        let status = |f: &dyn Fn(&mut Status)| {
+            if let Ok(mut s) = STATUS.lock() {
+                f(&mut s);
+            }
+        };
+        match outcome {
+            Outcome::Sent | Outcome::Skipped => {
+                let summary = if row.kind == "calendar" {
+                    calendar::sent_summary(&row.payload)
+                } else {
+                    outbox::sent_summary(&row.kind, &row.payload)
+                };
+                store::outbox_mark_sent(conn, row.id, now, &summary)?;
+                if outcome == Outcome::Skipped {
+                    log::debug!("sync: outbox row {} superseded", row.id);
+                    return Ok(());
+                }
+                log::info!("sync: outbox row {} ({}) delivered", row.id, row.kind);
+                holds::release(server);
+                let back = store::outbox_due_now(conn, &server.0, server.1.as_deref(), now)?;
+                if back > 0 {
+                    log::info!(
+                        "sync: {} server answers again: {back} held rows due now",
+                        row.kind
+                    );
+                }
+                status(&|s| s.last_success = Some(now));
+            }
+            Outcome::Retry(why) => {
+                let attempts = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+                let delay = backoff.delay_random(attempts);
+                store::outbox_mark_retry(conn, row.id, now + delay.as_secs() as i64, &why)?;
+                log::warn!(
+                    "sync: outbox row {} ({}) not delivered, attempt {attempts}, retry in {} s: {why}",
+                    row.id,
+                    row.kind,
+                    delay.as_secs()
+                );
+                // The server answered.
+                holds::release(server);
+            }
+            Outcome::Permanent(why) => {
+                store::outbox_mark_failed(conn, row.id, &why)?;
+                log::error!(
+                    "sync: outbox row {} ({}) failed for good: {why}",
+                    row.id,
+                    row.kind
+                );
+                holds::release(server);
+                status(&|s| {
+                    s.last_success.get_or_insert(now);
+                });
+            }
+            held => {
+                let level = holds::level(server).saturating_add(1);
+                let (why, wait, settings) = match held {
+                    Outcome::RateLimited { why, after } => {
+                        let wait = after
+                            .map(|a| a.clamp(Duration::from_secs(1), MAX_RETRY_AFTER))
+                            .unwrap_or_else(|| backoff.delay_random(level));
+                        (why, wait, false)
+                    }
+                    Outcome::NotSetUp(why) => (why, backoff.delay_random(level), true),
+                    Outcome::Unreachable(why) => {
+                        status(&|s| s.last_failure = Some((now, why.clone())));
+                        (why, backoff.delay_random(level).min(PROBE_EVERY), false)
+                    }
+                    _ => unreachable!("the arms above take the other outcomes"),
+                };
+                // `now` is whole seconds: one more makes sure the full wait passes.
+                let until = now + wait.as_secs() as i64 + 1;
+                holds::hold(server, until, &why, settings);
+                store::outbox_count_attempt(conn, row.id)?;
+                let n = store::outbox_defer(conn, &server.0, server.1.as_deref(), until, &why)?;
+                log::warn!(
+                    "sync: {} server held for {} s ({n} rows wait): {why}",
+                    row.kind,
+                    wait.as_secs() + 1
+                );
+            }
+        }
+        Ok(())
     }
 }

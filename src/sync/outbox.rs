@@ -37,6 +37,20 @@ pub fn enqueue_email(
     enqueue(tx, OutboxKind::Email, &payload, dedupe_key)
 }
 
+/// Queues an email that is of no use after `expires_at` (a password-reset link): if it
+/// cannot be delivered by then it fails as expired instead of arriving dead.
+pub fn enqueue_email_until(tx: &Connection, email: &Email, expires_at: i64) -> Result<Option<i64>> {
+    let payload = serde_json::to_string(email).expect("an email serialises");
+    store::enqueue_until(
+        tx,
+        OutboxKind::Email,
+        &payload,
+        None,
+        store::now(),
+        Some(expires_at),
+    )
+}
+
 /// The end-of-day reminder to a member still signed in (`since` is a local "HH:MM").
 pub fn reminder_email(italian: bool, name: &str, to: &str, since: &str) -> Email {
     let (subject, hello, body, ignore) = if italian {

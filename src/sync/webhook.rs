@@ -304,9 +304,9 @@ pub fn send(agent: &ureq::Agent, post: &Post) -> Outcome {
                 Outcome::Permanent(why)
             }
         }
-        Err(e @ (ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl)) => {
-            Outcome::Permanent(scrub(&e.to_string(), &post.url))
-        }
+        // Never the URL itself in an error (its path is the secret).
+        Err(ureq::Error::BadUri(_)) => Outcome::Permanent("the webhook URL is not valid".into()),
+        Err(e @ ureq::Error::InvalidProxyUrl) => Outcome::Permanent(e.to_string()),
         Err(e) => Outcome::Unreachable(scrub(&e.to_string(), &post.url)),
     }
 }

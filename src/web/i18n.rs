@@ -124,6 +124,14 @@ const IT: &[(&str, &str)] = &[
     ("since", "da"),
     ("In use now", "In uso ora"),
     (
+        "Email is waiting: the mail server refuses the settings.",
+        "Le email attendono: il server di posta rifiuta le impostazioni.",
+    ),
+    (
+        "Calendar or webhook changes are waiting: the server refuses the settings.",
+        "Le modifiche al calendario o ai webhook attendono: il server rifiuta le impostazioni.",
+    ),
+    (
         "message could not be delivered.",
         "messaggio non è stato consegnato.",
     ),

@@ -180,34 +180,39 @@ fn an_untrusted_certificate_keeps_the_email_waiting_with_the_reason_until_its_ca
 }
 
 #[test]
-fn a_refused_smtp_password_fails_for_good_until_fixed_in_the_panel_and_retried() {
+fn a_refused_smtp_password_holds_email_until_the_settings_are_fixed() {
     const WRONG: &str = "Wr0ng-pa55word";
     let server = Aiosmtpd::start(Mode::Tls, Some((USER, PASSWORD)));
     let lab = lab(sync_config(&server, "127.0.0.1", "tls", WRONG, true));
     let d = lab.start();
     let mut b = admin(&d);
     lab.ok(&["send", "test-email", "someone@example.org"]);
-    // A wrong password will not fix itself: failed, with the server's answer.
+    lab.ok(&["send", "test-email", "other@example.org"]);
+    // A wrong password will not fix itself, but neither is any email at fault: both wait,
+    // with the server's answer, and staff see it on the dashboard.
     wait_until(
         &lab,
-        "SELECT COUNT(*) FROM outbox WHERE state = 'failed'",
-        1,
+        "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND last_error LIKE '%535%'",
+        2,
     );
     let error = last_error(&lab);
     assert!(
         error.contains("535") && error.contains("Authentication credentials invalid"),
         "{error}"
     );
-    let page = b.get("/outbox");
-    assert!(page.body.contains("Failed (1)"), "{}", page.body);
+    let dash = b.get("/");
     assert!(
-        page.body.contains("535") && page.body.contains("Retry now"),
+        dash.body
+            .contains("Email is waiting: the mail server refuses the settings."),
         "{}",
-        page.body
+        dash.body
     );
-    assert_secret_nowhere(WRONG, &d, &[&page.body, &error]);
+    let page = b.get("/outbox");
+    assert!(page.body.contains("Waiting (2)"), "{}", page.body);
+    assert_secret_nowhere(WRONG, &d, &[&page.body, &error, &dash.body]);
 
-    // Staff store the right password (Settings → Email wins over the config) and retry.
+    // Staff store the right password (Settings → Email wins over the config): the waiting
+    // emails go out at once, without pressing "Retry now".
     b.get("/settings");
     let saved = b.post(
         "/settings/email",
@@ -221,14 +226,11 @@ fn a_refused_smtp_password_fails_for_good_until_fixed_in_the_panel_and_retried()
         ],
     );
     assert_eq!(saved.status, 303, "{}", saved.body);
-    b.get("/outbox");
-    let id = lab.count("SELECT id FROM outbox WHERE state = 'failed'");
-    let retried = b.post(&format!("/outbox/{id}/retry"), &[]);
-    assert_eq!(retried.status, 303, "{}", retried.body);
-    let got = server.wait_for(1, WAIT);
-    assert_eq!(got.len(), 1, "{got:?}");
+    let got = server.wait_for(2, WAIT);
+    assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].user.as_deref(), Some(USER));
-    wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 1);
+    wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 2);
+    assert!(!b.get("/").body.contains("refuses the settings"));
     let settings = b.get("/settings");
     assert_secret_nowhere(PASSWORD, &d, &[&settings.body]);
     assert_secret_nowhere(WRONG, &d, &[&settings.body]);

@@ -227,7 +227,7 @@ fn a_rate_limited_or_dead_receiver_is_not_hammered() {
     let posts = hook.wait_for(2, WAIT);
     assert_eq!(posts.len(), 2);
     assert!(now() >= t0 + 2, "delivered after the wait");
-    assert!(d.log_contains("webhook server asks to slow down"));
+    assert!(d.log_contains("webhook server held for"));
 
     // A dead receiver: ten queued posts, one connection attempt per retry.
     let mut dead = Receiver::reserve();

@@ -159,7 +159,7 @@ impl Google {
         let assertion = self
             .account
             .assertion(store::now())
-            .map_err(Outcome::Permanent)?;
+            .map_err(Outcome::NotSetUp)?;
         let mut resp = self
             .agent
             .post(&self.account.token_uri)
@@ -169,13 +169,22 @@ impl Google {
             ])
             .map_err(transport)?;
         let status = resp.status().as_u16();
+        let after = crate::sync::retry_after(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = resp.body_mut().read_to_string().unwrap_or_default();
         if status != 200 {
             // The body may say why (invalid_grant...); it holds no secret of ours.
             let why: String = body.chars().take(200).collect();
-            return Err(Outcome::Retry(format!(
-                "Google token endpoint answered {status}: {why}"
-            )));
+            let why = format!("Google token endpoint answered {status}: {why}");
+            return Err(match status {
+                429 => Outcome::RateLimited { why, after },
+                500.. => Outcome::Unreachable(why),
+                // A revoked or wrong key, a clock far off: the settings, not the network.
+                _ => Outcome::NotSetUp(why),
+            });
         }
         #[derive(Deserialize)]
         struct TokenReply {
@@ -279,8 +288,10 @@ impl Google {
     }
 }
 
-/// What an unsuccessful status means: 429 and Google's 403 rate limits hold every calendar
-/// change for `after` (or the backoff); 5xx and 408 are retried; other 4xx are permanent.
+/// What an unsuccessful status means: 429 and Google's 403 rate limits hold the calendar's
+/// changes for `after` (or the backoff); 5xx and 408 are retried; a 401 after a fresh
+/// token, another 403 (the calendar is not shared with the service account) or a 404 on
+/// an insert (no such calendar) are the settings; other 4xx are permanent.
 fn classify(status: u16, body: &str, after: Option<Duration>) -> Outcome {
     let why: String = body.chars().take(300).collect();
     let msg = format!("Google Calendar answered {status}: {why}");
@@ -296,6 +307,10 @@ fn classify(status: u16, body: &str, after: Option<Duration>) -> Outcome {
         Outcome::RateLimited { why: msg, after }
     } else if status >= 500 || status == 408 {
         Outcome::Retry(msg)
+    } else if matches!(status, 401 | 403 | 404) {
+        Outcome::NotSetUp(format!(
+            "{msg} (is the calendar id right and shared with the service account?)"
+        ))
     } else {
         Outcome::Permanent(msg)
     }
@@ -326,7 +341,7 @@ pub fn deliver(db: &Connection, c: &SyncConfig, payload: &str) -> Outcome {
             op.event_id,
             op.rev
         );
-        return Outcome::Sent;
+        return Outcome::Skipped;
     }
     let Ok(mut client) = CLIENT.lock() else {
         return Outcome::Retry("calendar client poisoned".into());
@@ -334,7 +349,7 @@ pub fn deliver(db: &Connection, c: &SyncConfig, payload: &str) -> Outcome {
     if client.is_none() {
         match Google::new(c) {
             Ok(g) => *client = Some(g),
-            Err(e) => return Outcome::Retry(e),
+            Err(e) => return Outcome::NotSetUp(e),
         }
     }
     let google = client.as_mut().expect("set above");
@@ -381,8 +396,9 @@ mod tests {
         ));
         assert!(matches!(
             classify(403, "forbidden", None),
-            Outcome::Permanent(_)
+            Outcome::NotSetUp(_)
         ));
+        assert!(matches!(classify(404, "", None), Outcome::NotSetUp(_)));
         assert!(matches!(classify(400, "bad", None), Outcome::Permanent(_)));
     }
 

@@ -183,7 +183,20 @@ fn sync_notice(cx: &Ctx) -> Markup {
     let lang = cx.lang;
     let (pending, failed) = crate::store::outbox_counts(cx.db).unwrap_or((0, 0));
     let offline = crate::sync::status().online() == Some(false);
+    let refused = crate::sync::holds::settings_problems(cx.now);
     html! {
+        @if pending > 0 {
+            @for (kind, why) in &refused {
+                p.notice.error role="status" {
+                    (tr(lang, if kind == "email" {
+                        "Email is waiting: the mail server refuses the settings."
+                    } else {
+                        "Calendar or webhook changes are waiting: the server refuses the settings."
+                    })) " " (why) " "
+                    a href="/settings" { (tr(lang, "Settings")) }
+                }
+            }
+        }
         @if failed > 0 {
             p.notice.error role="status" {
                 (failed) " " (tr(lang, if failed == 1 {

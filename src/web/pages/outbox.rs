@@ -64,6 +64,10 @@ fn act(cx: &mut Ctx, id: i64, action: &str) -> Resp {
     match done {
         Ok(true) => {
             if action == "retry" {
+                // Staff want it tried now, even if its server is being left alone.
+                if let Ok(Some(row)) = store::outbox_row(cx.db, id) {
+                    crate::sync::holds::release_kind(&row.kind);
+                }
                 crate::sync::wake();
             }
             let staff = cx.session.as_ref().map_or(0, |s| s.member_id);

@@ -172,7 +172,7 @@ pub fn request_reset(
         .unwrap_or(Lang::En);
     let link = format!("{}/password/reset/{token}", base.trim_end_matches('/'));
     let mail = reset_email(lang, &name, &address, &link);
-    outbox::enqueue_email(&tx, &mail, None)?;
+    outbox::enqueue_email_until(&tx, &mail, now + VALID_S)?;
     tx.commit()?;
     Ok(Some(account.member_id))
 }

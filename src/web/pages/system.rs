@@ -518,6 +518,7 @@ fn save_email(cx: &mut Ctx) -> Resp {
     })();
     match result {
         Ok(()) => {
+            crate::sync::holds::release_kind("email");
             crate::sync::wake();
             Resp::redirect("/settings?ok=saved")
         }
