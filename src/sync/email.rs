@@ -154,7 +154,7 @@ fn transport(smtp: &Smtp) -> Result<SmtpTransport, String> {
 /// Sends one email; `key` is its `message_key`.
 pub fn send(smtp: &Smtp, email: &Email, key: &str) -> Outcome {
     if smtp.host.is_empty() || smtp.from.is_empty() {
-        return Outcome::NotSetUp("email is not set up (Settings → Outgoing email)".into());
+        return Outcome::NotSetUp("no mail server or sender address yet".into());
     }
     if let Err(e) = smtp.from.parse::<Mailbox>() {
         return Outcome::NotSetUp(format!("bad sender address in the email settings: {e}"));

@@ -124,12 +124,12 @@ const IT: &[(&str, &str)] = &[
     ("since", "da"),
     ("In use now", "In uso ora"),
     (
-        "Email is waiting: the mail server refuses the settings.",
-        "Le email attendono: il server di posta rifiuta le impostazioni.",
+        "Emails are waiting for the email settings:",
+        "Le email attendono le impostazioni di posta:",
     ),
     (
-        "Calendar or webhook changes are waiting: the server refuses the settings.",
-        "Le modifiche al calendario o ai webhook attendono: il server rifiuta le impostazioni.",
+        "Calendar or webhook changes are waiting for their settings:",
+        "Le modifiche al calendario o ai webhook attendono le loro impostazioni:",
     ),
     (
         "message could not be delivered.",

@@ -240,7 +240,7 @@ fn emails_queued_before_email_is_set_up_go_out_when_it_is() {
     wait_until(
         &lab,
         "SELECT COUNT(*) FROM outbox WHERE kind = 'email' AND state = 'pending' AND attempts = 1
-         AND last_error LIKE 'email is not set up%'",
+         AND last_error LIKE 'no mail server%'",
         |n| n == 1,
     );
     let mut staff = crate::sync::admin(&d);

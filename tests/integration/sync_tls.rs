@@ -203,7 +203,7 @@ fn a_refused_smtp_password_holds_email_until_the_settings_are_fixed() {
     let dash = b.get("/");
     assert!(
         dash.body
-            .contains("Email is waiting: the mail server refuses the settings."),
+            .contains("Emails are waiting for the email settings: permanent error (535)"),
         "{}",
         dash.body
     );
@@ -230,7 +230,7 @@ fn a_refused_smtp_password_holds_email_until_the_settings_are_fixed() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].user.as_deref(), Some(USER));
     wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 2);
-    assert!(!b.get("/").body.contains("refuses the settings"));
+    assert!(!b.get("/").body.contains("waiting for the email settings"));
     let settings = b.get("/settings");
     assert_secret_nowhere(PASSWORD, &d, &[&settings.body]);
     assert_secret_nowhere(WRONG, &d, &[&settings.body]);

@@ -187,11 +187,11 @@ fn sync_notice(cx: &Ctx) -> Markup {
     html! {
         @if pending > 0 {
             @for (kind, why) in &refused {
-                p.notice.error role="status" {
+                p.notice.info role="status" {
                     (tr(lang, if kind == "email" {
-                        "Email is waiting: the mail server refuses the settings."
+                        "Emails are waiting for the email settings:"
                     } else {
-                        "Calendar or webhook changes are waiting: the server refuses the settings."
+                        "Calendar or webhook changes are waiting for their settings:"
                     })) " " (why) " "
                     a href="/settings" { (tr(lang, "Settings")) }
                 }
