@@ -5,7 +5,7 @@
 
 use super::admin::{InterventionRow, MemberRow, UnknownCardRow, UseExport};
 use super::Result;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Name of the reserved role and of the member that anonymised history belongs to
@@ -49,12 +49,17 @@ pub fn insert_anonymous_member(conn: &Connection, now: i64) -> Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// The uses retention anonymises (a condition on `uses`): closed, last heartbeat before
+/// `:uses_before`, not already the Anonymous member's (`:anon`, NULL when there is none).
+/// `sync::calendar::retention_events` finds their events with it before they change.
+pub const USES_TO_ANONYMISE: &str =
+    "end_ts IS NOT NULL AND last_seen < :uses_before AND member_id IS NOT :anon";
+
 /// How many closed uses older than `cutoff` (by last heartbeat) belong to someone else.
 pub fn count_uses_to_anonymise(conn: &Connection, anon: Option<i64>, cutoff: i64) -> Result<i64> {
     Ok(conn.query_row(
-        "SELECT COUNT(*) FROM uses WHERE last_seen < ?2 AND end_ts IS NOT NULL
-         AND member_id IS NOT ?1",
-        params![anon, cutoff],
+        &format!("SELECT COUNT(*) FROM uses WHERE {USES_TO_ANONYMISE}"),
+        named_params! { ":anon": anon, ":uses_before": cutoff },
         |r| r.get(0),
     )?)
 }
@@ -74,9 +79,8 @@ pub fn count_interventions_to_anonymise(
 /// Re-assigns closed uses whose last heartbeat is older than `cutoff` to `anon`.
 pub fn anonymise_uses_before(conn: &Connection, anon: i64, cutoff: i64) -> Result<usize> {
     Ok(conn.execute(
-        "UPDATE uses SET member_id = ?1 WHERE last_seen < ?2 AND end_ts IS NOT NULL
-         AND member_id <> ?1",
-        params![anon, cutoff],
+        &format!("UPDATE uses SET member_id = :anon WHERE {USES_TO_ANONYMISE}"),
+        named_params! { ":anon": anon, ":uses_before": cutoff },
     )?)
 }
 
