@@ -219,6 +219,46 @@ mod tests {
     }
 
     #[test]
+    fn erase_deletes_unsent_email_to_the_member_and_the_address_of_sent_ones() {
+        let (_dir, conn) = lab();
+        let row = |kind: &str, state: &str, payload: &str| {
+            conn.execute(
+                "INSERT INTO outbox (kind, payload, created_at, next_attempt_at, state)
+                 VALUES (?1, ?2, 0, 0, ?3)",
+                rusqlite::params![kind, payload, state],
+            )
+            .unwrap();
+        };
+        let email = |to: &str| format!(r#"{{"to":"{to}","subject":"Hi","text":"t","html":"h"}}"#);
+        row("email", "pending", &email("C@Lab.org"));
+        row("email", "failed", &email("c@lab.org"));
+        row("email", "pending", &email("ben@lab.org"));
+        row("email", "sent", r#"{"to":"c@lab.org","subject":"Reset"}"#);
+        row("email", "sent", r#"{"to":"ben@lab.org","subject":"Reset"}"#);
+        row("webhook", "pending", "not json");
+        let carla = store::member_row(&conn, 7).unwrap().unwrap();
+        let done = erase_member(&conn, &carla, NOW).unwrap().unwrap();
+        assert_eq!((done.emails_unsent, done.emails_sent), (2, 1));
+        let left: Vec<(String, String)> = conn
+            .prepare("SELECT state, payload FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let left: Vec<(&str, &str)> = left.iter().map(|(s, p)| (&s[..], &p[..])).collect();
+        assert_eq!(
+            left,
+            [
+                ("pending", email("ben@lab.org").as_str()),
+                ("sent", r#"{"to":"(erased)","subject":"Reset"}"#),
+                ("sent", r#"{"to":"ben@lab.org","subject":"Reset"}"#),
+                ("pending", "not json"),
+            ]
+        );
+    }
+
+    #[test]
     fn erase_keeps_history_anonymously_and_removes_identity() {
         let (_dir, conn) = lab();
         let carla = store::member_row(&conn, 7).unwrap().unwrap();

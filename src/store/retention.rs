@@ -191,10 +191,16 @@ pub struct Erased {
     pub authorizations: usize,
     pub unknown_cards: usize,
     pub board_requests: usize,
+    /// Emails to the member not sent yet (waiting or failed), deleted.
+    pub emails_unsent: usize,
+    /// Records of emails sent to the member, whose address became `ERASED_ADDRESS`.
+    pub emails_sent: usize,
 }
 
 /// Name an erased member's row keeps.
 pub const ERASED_NAME: &str = "Erased member";
+/// What the outbox's records of delivered email show instead of an erased address.
+pub const ERASED_ADDRESS: &str = "(erased)";
 
 /// Erases one member: history re-assigned to `anon`, authorizations and card traces
 /// deleted, the row kept as an "Erased member" tombstone without card, email or password.
@@ -220,6 +226,28 @@ pub fn erase_member(conn: &Connection, member: &MemberRow, anon: i64) -> Result<
         done.board_requests = conn.execute(
             "DELETE FROM board_requests WHERE card_uid = ?1 COLLATE NOCASE",
             [uid],
+        )?;
+    }
+    if let Some(email) = member
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        // An email still waiting (a reset link, a reminder) must not reach an erased
+        // person, and a delivered one's record (recipient, subject) keeps no address.
+        const TO_MEMBER: &str = "kind = 'email' AND ?1 = CASE WHEN json_valid(payload)
+             THEN json_extract(payload, '$.to') END COLLATE NOCASE";
+        done.emails_unsent = conn.execute(
+            &format!("DELETE FROM outbox WHERE state IN ('pending', 'failed') AND {TO_MEMBER}"),
+            [email],
+        )?;
+        done.emails_sent = conn.execute(
+            &format!(
+                "UPDATE outbox SET payload = json_set(payload, '$.to', ?2)
+                 WHERE state = 'sent' AND {TO_MEMBER}"
+            ),
+            params![email, ERASED_ADDRESS],
         )?;
     }
     conn.execute(
