@@ -73,7 +73,7 @@ pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport
     report.unknown_cards_deleted =
         store::delete_unknown_cards_before(db, now - rules.unknown_cards_days * DAY_S)?;
     report.presence_deleted = store::delete_presence_before(db, stays_cutoff)?;
-    calendar::requeue(db, &events, now)?;
+    let requeued = calendar::requeue(db, &events, now)?;
     // Records of delivered messages (recipient and subject) and spent reset links.
     let sent = store::outbox_purge_sent(db, now - OUTBOX_SENT_DAYS * DAY_S)?;
     let resets = store::delete_password_resets_before(db, now - DAY_S)?;
@@ -83,10 +83,10 @@ pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport
     // Calendar bookkeeping (event ids and revisions) lives as long as the uses' history;
     // the changes just queued keep theirs until delivered.
     let forgotten = calendar::purge(db, uses_cutoff)?;
-    if !events.is_empty() || forgotten > 0 {
+    if requeued + forgotten > 0 {
         log::info!(
-            "purge: {} calendar events re-sent without names, {forgotten} event records forgotten",
-            events.len()
+            "purge: {requeued} calendar events re-sent without names or deleted, \
+             {forgotten} event records forgotten"
         );
     }
     Ok(report)

@@ -465,10 +465,11 @@ pub fn retention_events(
 /// deleted (retention): each event is queued again as its subject now stands — updated
 /// (the name becomes the new owner's, "Anonymous") or deleted when the subject is gone
 /// — so the calendars stop showing the name. Call after the change, in its transaction.
-pub fn requeue(db: &Connection, events: &[(Kind, i64)], now: i64) -> store::Result<()> {
+/// Returns how many changes were queued (none for a calendar that is off).
+pub fn requeue(db: &Connection, events: &[(Kind, i64)], now: i64) -> store::Result<usize> {
     match TARGET.get() {
         Some(t) => requeue_for(db, t, events, now),
-        None => Ok(()),
+        None => Ok(0),
     }
 }
 
@@ -477,11 +478,15 @@ fn requeue_for(
     cals: &Calendars,
     events: &[(Kind, i64)],
     now: i64,
-) -> store::Result<()> {
-    for (kind, id) in events {
-        queue_for(db, cals, *kind, *id, "update", now)?;
+) -> store::Result<usize> {
+    let mut queued = 0;
+    for &(kind, id) in events {
+        if cals.of(kind).is_some() {
+            queue_for(db, cals, kind, id, "update", now)?;
+            queued += 1;
+        }
     }
-    Ok(())
+    Ok(queued)
 }
 
 /// A member signed in (presence row `presence_id`): queue the stay's event.
@@ -873,7 +878,7 @@ mod tests {
         let events = retention_events(&conn, Some(anon), 1000, 1000).unwrap();
         assert_eq!(store::anonymise_uses_before(&conn, anon, 1000).unwrap(), 2);
         assert_eq!(store::delete_presence_before(&conn, 1000).unwrap(), 2);
-        requeue_for(&conn, &t, &events, 9000).unwrap();
+        assert_eq!(requeue_for(&conn, &t, &events, 9000).unwrap(), 2);
 
         let mut q = queued(&conn);
         q.sort_by_key(|o| o.kind.as_str());
