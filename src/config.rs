@@ -382,15 +382,21 @@ pub fn weekday(name: &str) -> Option<i8> {
     days.iter().position(|d| *d == n).map(|i| i as i8 + 1)
 }
 
+/// Longest `sync.backoff_cap_s`: 7 days.
+const MAX_BACKOFF_CAP_S: u64 = 7 * 86_400;
+/// Longest `sync.alert_board_offline_min`: a week.
+const MAX_BOARD_OFFLINE_MIN: u64 = 7 * 24 * 60;
+
 /// Outgoing messages (the outbox) and the SMTP defaults. The panel's email settings
 /// (Settings → Outgoing email) win over the `smtp_*` keys here.
 #[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
-    /// Seconds before the first retry of a failed delivery; doubled at each further
-    /// attempt, up to `backoff_cap_s`, with ±20% jitter.
+    /// Seconds before the first retry of a failed delivery (at least 1); doubled at each
+    /// further attempt, up to `backoff_cap_s`, with ±20% jitter.
     pub backoff_base_s: u64,
-    /// Longest wait between two attempts, in seconds.
+    /// Longest wait between two attempts, in seconds: from `backoff_base_s` to 604800
+    /// (7 days).
     pub backoff_cap_s: u64,
     /// Seconds between looks at the outbox when nothing wakes the worker.
     pub poll_interval_s: u64,
@@ -426,18 +432,20 @@ pub struct SyncConfig {
     pub google_api_base: String,
     /// Token endpoint overriding the key file's `token_uri`; "" = the key file's.
     pub google_token_uri: String,
-    /// Seconds one request to Google may take.
+    /// Seconds one request to Google may take (at least 1).
     pub google_timeout_s: u64,
     /// Member names in calendar events: "full", "first" (first name only) or "none".
     pub calendar_member_names: String,
-    /// Seconds a webhook POST may take before it counts as a failed attempt.
+    /// Seconds a webhook POST may take before it counts as a failed attempt (at least 1).
     pub webhook_timeout_s: u64,
     /// Staff alerts (maintenance due, board offline, unknown card tried) by email and
     /// webhook; false = none.
     pub alerts: bool,
-    /// Minutes a board may stay silent before staff get an "offline" alert.
+    /// Minutes a board may stay silent before staff get an "offline" alert (1 to 10080,
+    /// a week; counted from the daemon's start at the earliest).
     pub alert_board_offline_min: u64,
-    /// Unknown-card attempts at one machine within an hour that raise an alert.
+    /// Unknown-card attempts at one machine within an hour that raise an alert (at least
+    /// 2).
     pub alert_unknown_card_tries: u32,
     /// Day of the week the weekly summary is sent ("monday".."sunday"; "" = never).
     pub weekly_summary_day: String,
@@ -857,10 +865,14 @@ impl Config {
             ));
         }
         let sy = &self.sync;
-        if sy.backoff_base_s < 1 || sy.backoff_cap_s < sy.backoff_base_s {
+        if sy.backoff_base_s < 1 {
+            return Err(bad("sync.backoff_base_s", "must be at least 1"));
+        }
+        // A longer cap would only hide a message for weeks (and overflows the delay).
+        if !(sy.backoff_base_s..=MAX_BACKOFF_CAP_S).contains(&sy.backoff_cap_s) {
             return Err(bad(
-                "sync.backoff_base_s",
-                "must be at least 1 and at most sync.backoff_cap_s",
+                "sync.backoff_cap_s",
+                "must be between sync.backoff_base_s and 604800 (7 days)",
             ));
         }
         if sy.poll_interval_s < 1 || sy.smtp_timeout_s < 1 {
@@ -883,6 +895,21 @@ impl Config {
         }
         if sy.google_timeout_s < 1 {
             return Err(bad("sync.google_timeout_s", "must be at least 1"));
+        }
+        if sy.webhook_timeout_s < 1 {
+            return Err(bad("sync.webhook_timeout_s", "must be at least 1"));
+        }
+        if !(1..=MAX_BOARD_OFFLINE_MIN).contains(&sy.alert_board_offline_min) {
+            return Err(bad(
+                "sync.alert_board_offline_min",
+                "must be between 1 and 10080 minutes (a week)",
+            ));
+        }
+        if sy.alert_unknown_card_tries < 2 {
+            return Err(bad(
+                "sync.alert_unknown_card_tries",
+                "must be at least 2 (a single wrong tap is not worth an alert)",
+            ));
         }
         // A calendar without the service account's key would silently get nothing.
         for (key, id) in [
@@ -1120,6 +1147,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn sync_bounds_are_checked() {
+        for (text, key) in [
+            ("backoff_base_s = 0", "sync.backoff_base_s"),
+            (
+                "backoff_base_s = 60\nbackoff_cap_s = 30",
+                "sync.backoff_cap_s",
+            ),
+            ("backoff_cap_s = 604801", "sync.backoff_cap_s"),
+            ("backoff_cap_s = 18446744073709551615", "sync.backoff_cap_s"),
+            ("google_timeout_s = 0", "sync.google_timeout_s"),
+            ("webhook_timeout_s = 0", "sync.webhook_timeout_s"),
+            (
+                "alert_board_offline_min = 0",
+                "sync.alert_board_offline_min",
+            ),
+            (
+                "alert_board_offline_min = 10081",
+                "sync.alert_board_offline_min",
+            ),
+            (
+                "alert_unknown_card_tries = 1",
+                "sync.alert_unknown_card_tries",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("[sync]\n{text}\n"), Path::new("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("f.toml") && err.contains(key), "{text}: {err}");
+        }
+        let edges = "[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 604800\nwebhook_timeout_s = 1\n\
+                     alert_board_offline_min = 10080\nalert_unknown_card_tries = 2\n";
+        Config::from_toml(edges, Path::new("f.toml")).unwrap();
+        let one = "[sync]\nbackoff_base_s = 5\nbackoff_cap_s = 5\nalert_board_offline_min = 1\n";
+        Config::from_toml(one, Path::new("f.toml")).unwrap();
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Daemon {
             alerts: config
                 .sync
                 .alerts
-                .then(|| crate::sync::alerts::Alerts::from_config(&config.sync)),
+                .then(|| crate::sync::alerts::Alerts::from_config(&config.sync, store::now())),
             weekly: crate::config::weekday(&config.sync.weekly_summary_day)
                 .map(|d| (d, config.sync.weekly_summary_hour)),
         }

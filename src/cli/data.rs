@@ -109,8 +109,13 @@ pub fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Outcome {
             })?;
             ctx.line(format!(
                 "erased member {}: {} uses and {} interventions kept as Anonymous, \
-                 {} authorizations and {} unknown-card records deleted",
-                before.id, done.uses, done.interventions, done.authorizations, done.unknown_cards
+                 {} authorizations, {} unknown-card records and {} unsent emails deleted",
+                before.id,
+                done.uses,
+                done.interventions,
+                done.authorizations,
+                done.unknown_cards,
+                done.emails_unsent
             ));
             if before.deleted {
                 warn(&format!("{} was already deleted", who(&before)));

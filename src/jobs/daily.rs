@@ -106,6 +106,8 @@ impl Daily {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let report = retention::purge(&tx, rules, store::now())?;
         tx.commit()?;
+        // Calendar events re-sent without names (or deleted) go out now.
+        crate::sync::wake_if_queued();
         if !report.is_empty() {
             log::info!(
                 "retention: {} uses and {} interventions anonymised, {} unknown cards deleted",

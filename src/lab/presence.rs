@@ -187,12 +187,6 @@ pub fn close_day(db: &Connection, closing: i64) -> Result<usize> {
     Ok(stale.len())
 }
 
-/// Deletes presence records that ended more than `retention_days` ago (the purge job
-/// calls this). Returns how many.
-pub fn purge(db: &Connection, now: i64, retention_days: i64) -> Result<usize> {
-    store::delete_presence_before(db, now - retention_days * 86_400)
-}
-
 // ---------------------------------------------------------------------------------------
 // Phone sign-in links
 
@@ -368,9 +362,9 @@ mod tests {
         assert_eq!((anna.signed_out_at, anna.automatic), (Some(2000), true));
         assert_eq!(anna.out_source.as_deref(), Some(CLOSING));
         assert_eq!(store::present(&db).unwrap().len(), 1);
-        // Retention: rows that ended more than N days ago go.
-        assert_eq!(purge(&db, 1499 + 86_400, 1).unwrap(), 0);
-        assert_eq!(purge(&db, 2001 + 86_400, 1).unwrap(), 2);
+        // Retention (`lab::retention::purge`): rows that ended before the cutoff go.
+        assert_eq!(store::delete_presence_before(&db, 1499).unwrap(), 0);
+        assert_eq!(store::delete_presence_before(&db, 2001).unwrap(), 2);
         assert_eq!(store::present(&db).unwrap().len(), 1);
     }
 

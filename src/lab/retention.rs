@@ -53,9 +53,14 @@ impl PurgeReport {
 /// Applies the retention periods at time `now`, inside the caller's transaction.
 /// Open uses are never touched: they are closed (by the board or as orphans) first.
 pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport> {
+    use crate::sync::calendar;
     let uses_cutoff = now - rules.uses_days * DAY_S;
     let interventions_cutoff = now - rules.interventions_days * DAY_S;
+    let stays_cutoff = now - rules.presence_days * DAY_S;
     let anon = store::anonymous_member_id(db)?;
+    // The calendar events of the uses about to be anonymised and the stays about to be
+    // deleted are queued again once they are: renamed "Anonymous", or deleted.
+    let events = calendar::retention_events(db, anon, uses_cutoff, stays_cutoff)?;
     let pending = store::count_uses_to_anonymise(db, anon, uses_cutoff)?
         + store::count_interventions_to_anonymise(db, anon, interventions_cutoff)?;
     let mut report = PurgeReport::default();
@@ -67,17 +72,22 @@ pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport
     }
     report.unknown_cards_deleted =
         store::delete_unknown_cards_before(db, now - rules.unknown_cards_days * DAY_S)?;
-    report.presence_deleted = super::presence::purge(db, now, rules.presence_days)?;
+    report.presence_deleted = store::delete_presence_before(db, stays_cutoff)?;
+    let requeued = calendar::requeue(db, &events, now)?;
     // Records of delivered messages (recipient and subject) and spent reset links.
     let sent = store::outbox_purge_sent(db, now - OUTBOX_SENT_DAYS * DAY_S)?;
     let resets = store::delete_password_resets_before(db, now - DAY_S)?;
     if sent + resets > 0 {
         log::info!("purge: {sent} delivered outbox records and {resets} old reset links deleted");
     }
-    // Calendar bookkeeping (event ids and revisions) lives as long as the uses' history.
-    let events = crate::sync::calendar::purge(db, uses_cutoff)?;
-    if events > 0 {
-        log::info!("purge: {events} calendar event records forgotten");
+    // Calendar bookkeeping (event ids and revisions) lives as long as the uses' history;
+    // the changes just queued keep theirs until delivered.
+    let forgotten = calendar::purge(db, uses_cutoff)?;
+    if requeued + forgotten > 0 {
+        log::info!(
+            "purge: {requeued} calendar events re-sent without names or deleted, \
+             {forgotten} event records forgotten"
+        );
     }
     Ok(report)
 }
@@ -119,7 +129,7 @@ pub fn erase_member(
     }
     let events = crate::sync::calendar::member_events(db, member.id)?;
     let done = store::erase_member(db, member, anon)?;
-    crate::sync::calendar::member_erased(db, &events, now)?;
+    crate::sync::calendar::requeue(db, &events, now)?;
     Ok(Ok(done))
 }
 
@@ -206,6 +216,46 @@ mod tests {
         let report = purge(&conn, &rules(), NOW - 300 * DAY_S).unwrap();
         assert_eq!(report.uses_anonymised, 0);
         assert_eq!(store::anonymous_member_id(&conn).unwrap(), None);
+    }
+
+    #[test]
+    fn erase_deletes_unsent_email_to_the_member_and_the_address_of_sent_ones() {
+        let (_dir, conn) = lab();
+        let row = |kind: &str, state: &str, payload: &str| {
+            conn.execute(
+                "INSERT INTO outbox (kind, payload, created_at, next_attempt_at, state)
+                 VALUES (?1, ?2, 0, 0, ?3)",
+                rusqlite::params![kind, payload, state],
+            )
+            .unwrap();
+        };
+        let email = |to: &str| format!(r#"{{"to":"{to}","subject":"Hi","text":"t","html":"h"}}"#);
+        row("email", "pending", &email("C@Lab.org"));
+        row("email", "failed", &email("c@lab.org"));
+        row("email", "pending", &email("ben@lab.org"));
+        row("email", "sent", r#"{"to":"c@lab.org","subject":"Reset"}"#);
+        row("email", "sent", r#"{"to":"ben@lab.org","subject":"Reset"}"#);
+        row("webhook", "pending", "not json");
+        let carla = store::member_row(&conn, 7).unwrap().unwrap();
+        let done = erase_member(&conn, &carla, NOW).unwrap().unwrap();
+        assert_eq!((done.emails_unsent, done.emails_sent), (2, 1));
+        let left: Vec<(String, String)> = conn
+            .prepare("SELECT state, payload FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let left: Vec<(&str, &str)> = left.iter().map(|(s, p)| (&s[..], &p[..])).collect();
+        assert_eq!(
+            left,
+            [
+                ("pending", email("ben@lab.org").as_str()),
+                ("sent", r#"{"to":"(erased)","subject":"Reset"}"#),
+                ("sent", r#"{"to":"ben@lab.org","subject":"Reset"}"#),
+                ("pending", "not json"),
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! signed in and out) and phone sign-in links (only the token's SHA-256 is stored).
 
 use super::Result;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{named_params, params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 /// One stay in the building.
@@ -106,12 +106,14 @@ pub fn open_presence_before(conn: &Connection, before: i64) -> Result<Vec<Presen
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The stays retention deletes (a condition on `presence`): signed out before
+/// `:stays_before`. `sync::calendar::retention_events` finds their events with it.
+pub const STAYS_TO_DELETE: &str = "signed_out_at IS NOT NULL AND signed_out_at < :stays_before";
+
 /// Deletes closed stays that ended before `before`; returns how many.
 pub fn delete_presence_before(conn: &Connection, before: i64) -> Result<usize> {
-    let mut st = conn.prepare_cached(
-        "DELETE FROM presence WHERE signed_out_at IS NOT NULL AND signed_out_at < ?1",
-    )?;
-    Ok(st.execute([before])?)
+    let mut st = conn.prepare_cached(&format!("DELETE FROM presence WHERE {STAYS_TO_DELETE}"))?;
+    Ok(st.execute(named_params! { ":stays_before": before })?)
 }
 
 pub fn insert_presence_link(

@@ -5,7 +5,7 @@
 
 use super::admin::{InterventionRow, MemberRow, UnknownCardRow, UseExport};
 use super::Result;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Name of the reserved role and of the member that anonymised history belongs to
@@ -49,12 +49,17 @@ pub fn insert_anonymous_member(conn: &Connection, now: i64) -> Result<i64> {
     Ok(conn.last_insert_rowid())
 }
 
+/// The uses retention anonymises (a condition on `uses`): closed, last heartbeat before
+/// `:uses_before`, not already the Anonymous member's (`:anon`, NULL when there is none).
+/// `sync::calendar::retention_events` finds their events with it before they change.
+pub const USES_TO_ANONYMISE: &str =
+    "end_ts IS NOT NULL AND last_seen < :uses_before AND member_id IS NOT :anon";
+
 /// How many closed uses older than `cutoff` (by last heartbeat) belong to someone else.
 pub fn count_uses_to_anonymise(conn: &Connection, anon: Option<i64>, cutoff: i64) -> Result<i64> {
     Ok(conn.query_row(
-        "SELECT COUNT(*) FROM uses WHERE last_seen < ?2 AND end_ts IS NOT NULL
-         AND member_id IS NOT ?1",
-        params![anon, cutoff],
+        &format!("SELECT COUNT(*) FROM uses WHERE {USES_TO_ANONYMISE}"),
+        named_params! { ":anon": anon, ":uses_before": cutoff },
         |r| r.get(0),
     )?)
 }
@@ -74,9 +79,8 @@ pub fn count_interventions_to_anonymise(
 /// Re-assigns closed uses whose last heartbeat is older than `cutoff` to `anon`.
 pub fn anonymise_uses_before(conn: &Connection, anon: i64, cutoff: i64) -> Result<usize> {
     Ok(conn.execute(
-        "UPDATE uses SET member_id = ?1 WHERE last_seen < ?2 AND end_ts IS NOT NULL
-         AND member_id <> ?1",
-        params![anon, cutoff],
+        &format!("UPDATE uses SET member_id = :anon WHERE {USES_TO_ANONYMISE}"),
+        named_params! { ":anon": anon, ":uses_before": cutoff },
     )?)
 }
 
@@ -187,10 +191,16 @@ pub struct Erased {
     pub authorizations: usize,
     pub unknown_cards: usize,
     pub board_requests: usize,
+    /// Emails to the member not sent yet (waiting or failed), deleted.
+    pub emails_unsent: usize,
+    /// Records of emails sent to the member, whose address became `ERASED_ADDRESS`.
+    pub emails_sent: usize,
 }
 
 /// Name an erased member's row keeps.
 pub const ERASED_NAME: &str = "Erased member";
+/// What the outbox's records of delivered email show instead of an erased address.
+pub const ERASED_ADDRESS: &str = "(erased)";
 
 /// Erases one member: history re-assigned to `anon`, authorizations and card traces
 /// deleted, the row kept as an "Erased member" tombstone without card, email or password.
@@ -216,6 +226,28 @@ pub fn erase_member(conn: &Connection, member: &MemberRow, anon: i64) -> Result<
         done.board_requests = conn.execute(
             "DELETE FROM board_requests WHERE card_uid = ?1 COLLATE NOCASE",
             [uid],
+        )?;
+    }
+    if let Some(email) = member
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        // An email still waiting (a reset link, a reminder) must not reach an erased
+        // person, and a delivered one's record (recipient, subject) keeps no address.
+        const TO_MEMBER: &str = "kind = 'email' AND ?1 = CASE WHEN json_valid(payload)
+             THEN json_extract(payload, '$.to') END COLLATE NOCASE";
+        done.emails_unsent = conn.execute(
+            &format!("DELETE FROM outbox WHERE state IN ('pending', 'failed') AND {TO_MEMBER}"),
+            [email],
+        )?;
+        done.emails_sent = conn.execute(
+            &format!(
+                "UPDATE outbox SET payload = json_set(payload, '$.to', ?2)
+                 WHERE state = 'sent' AND {TO_MEMBER}"
+            ),
+            params![email, ERASED_ADDRESS],
         )?;
     }
     conn.execute(

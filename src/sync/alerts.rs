@@ -1,5 +1,6 @@
 //! Alerts to staff, checked every minute from the jobs thread: maintenance became due on a
-//! machine, a board has been silent for more than `[sync] alert_board_offline_min`, an
+//! machine, a board has been silent for more than `[sync] alert_board_offline_min` (since
+//! the daemon started, at the earliest: a restart is not an outage of every board), an
 //! unknown card was tried `alert_unknown_card_tries` times at one machine within an hour.
 //!
 //! Each alert fires once per occurrence, not once per check: the `alerts` table holds a
@@ -21,13 +22,16 @@ use std::collections::{HashMap, HashSet};
 pub struct Alerts {
     pub board_offline_s: i64,
     pub unknown_card_tries: i64,
+    /// When the daemon started (Unix seconds): no board counts as silent since before.
+    pub started_at: i64,
 }
 
 impl Alerts {
-    pub fn from_config(c: &SyncConfig) -> Alerts {
+    pub fn from_config(c: &SyncConfig, started_at: i64) -> Alerts {
         Alerts {
             board_offline_s: c.alert_board_offline_min as i64 * 60,
             unknown_card_tries: i64::from(c.alert_unknown_card_tries.max(1)),
+            started_at,
         }
     }
 }
@@ -77,7 +81,11 @@ pub fn conditions(
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        if let Some(seen) = seen {
+        // The database's times may be from before a downtime (a power cut) that boards
+        // and fabgate went through together: nobody listened then, so a board is taken
+        // as seen at the daemon's start at the earliest and is offline only when silent
+        // for `board_offline_s` since. Boards never seen stay unreported.
+        if let Some(seen) = seen.map(|s| s.max(a.started_at)) {
             if now - seen > a.board_offline_s {
                 let min = (now - seen) / 60;
                 out.push(Condition {
@@ -264,7 +272,38 @@ mod tests {
     const A: Alerts = Alerts {
         board_offline_s: 30 * 60,
         unknown_card_tries: 3,
+        started_at: 0,
     };
+
+    #[test]
+    fn after_a_restart_boards_get_the_offline_window_from_the_start() {
+        let (_d, db) = lab();
+        // LASER 1 was last heard at 1000; the power came back ten hours later.
+        let started_at = 1000 + 10 * 3600;
+        let a = Alerts { started_at, ..A };
+        assert!(check(&db, None, &a, started_at + 5)
+            .unwrap()
+            .fired
+            .is_empty());
+        assert!(check(&db, None, &a, started_at + 30 * 60)
+            .unwrap()
+            .fired
+            .is_empty());
+        // A board that reconnected in time is not reported...
+        let mut hot = Hot::default();
+        hot.machine_seen(1, started_at + 120);
+        assert!(check(&db, Some(&hot), &a, started_at + 31 * 60)
+            .unwrap()
+            .fired
+            .is_empty());
+        // ...one still silent once the window since the start has passed is.
+        let r = check(&db, None, &a, started_at + 31 * 60).unwrap();
+        assert_eq!(r.fired.len(), 1);
+        assert_eq!(
+            r.fired[0].en,
+            "The board of LASER 1 has been offline for 31 minutes"
+        );
+    }
 
     #[test]
     fn a_board_offline_fires_once_and_again_after_coming_back() {

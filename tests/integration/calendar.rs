@@ -349,3 +349,56 @@ fn erasing_a_member_takes_their_name_off_the_calendar() {
     let (e, start, end) = only_event(&g);
     assert_eq!(end - start, 300, "the session itself stays: {e}");
 }
+
+/// Retention (daily in the daemon, or `fabgate purge`) anonymises old uses and deletes old
+/// stays: their events lose the name or go, instead of staying in Google for ever.
+#[test]
+fn retention_takes_old_names_off_the_calendars() {
+    let g = FakeGoogle::start();
+    let mut lab = lab_with_google(&g, "full");
+    lab.extra_config += &format!("attendance_calendar_id = {ATTENDANCE:?}\n");
+    let d = lab.start();
+    let laser = d.board("1");
+    laser.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
+    laser.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":300}"#);
+    lab.ok(&["presence", "sign-in", "aabbccd3"]);
+    lab.ok(&["presence", "sign-out", "aabbccd3"]);
+    assert!(
+        g.wait(WAIT, |s| s.count(CALENDAR) == 1 && s.count(ATTENDANCE) == 1),
+        "{:?}",
+        g.with(|s| s.calendars.clone())
+    );
+    wait_until(
+        &lab,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state <> 'sent'",
+        0,
+    );
+    assert_eq!(
+        g.events().values().next().unwrap()["summary"],
+        "LASER 1 — Carla C"
+    );
+
+    // A year and more later (the session and the stay moved back 400 days).
+    lab.sql(
+        "UPDATE uses SET start_ts = start_ts - 400 * 86400, last_seen = last_seen - 400 * 86400,
+           end_ts = end_ts - 400 * 86400 WHERE use_id = 2;
+         UPDATE presence SET signed_in_at = signed_in_at - 400 * 86400,
+           signed_out_at = signed_out_at - 400 * 86400;",
+    );
+    lab.ok(&["purge"]);
+    assert!(
+        g.wait(WAIT, |s| s.count(ATTENDANCE) == 0),
+        "the old stay's event stays: {:?}",
+        g.events_in(ATTENDANCE)
+    );
+    assert!(
+        g.wait(WAIT, |s| s.calendars[CALENDAR]
+            .values()
+            .all(|e| e["summary"] == "LASER 1 — Anonymous")),
+        "{:?}",
+        g.events()
+    );
+    let (e, start, end) = only_event(&g);
+    assert_eq!(end - start, 300, "the session itself stays: {e}");
+    d.stop();
+}

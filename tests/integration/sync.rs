@@ -123,6 +123,27 @@ pub(crate) fn wait_until(lab: &Lab, sql: &str, want: i64) {
     }
 }
 
+/// Whether an address has an account does not show in the answer's time either: a known
+/// one commits a token and an email, an unknown one does not, and both answers are held to
+/// the same minimum. (No upper bound: a loaded CI machine may be slow.)
+#[test]
+fn reset_requests_take_the_same_minimum_time_whether_or_not_the_address_exists() {
+    let smtp = SmtpServer::start();
+    let lab = lab_with_smtp(smtp.port(), &[("Giulia", "giulia@example.org", "it")]);
+    let d = lab.start();
+    for email in ["giulia@example.org", "nobody@example.org"] {
+        let mut b = Browser::new(d.panel);
+        assert_eq!(b.get("/password/forgot").status, 200);
+        let asked = Instant::now();
+        let p = b.post("/password/forgot", &[("email", email)]);
+        let took = asked.elapsed();
+        assert!(p.body.contains("a link is on its way"), "{}", p.body);
+        assert!(took >= Duration::from_millis(250), "{email}: {took:?}");
+    }
+    // The known address did get its link.
+    wait_until(&lab, "SELECT COUNT(*) FROM password_resets", 1);
+}
+
 #[test]
 fn password_reset_by_email_end_to_end_in_the_members_language() {
     let smtp = SmtpServer::start();

@@ -23,7 +23,7 @@ pub use google::deliver;
 
 use crate::config::SyncConfig;
 use crate::store::{self, OutboxKind};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -402,17 +402,24 @@ pub fn use_deleted(db: &Connection, use_id: i64, now: i64) -> store::Result<()> 
     queue(db, Kind::Use, use_id, "delete", now)
 }
 
-/// The uses and stays of `member_id` whose events fabgate still tracks (call before an
-/// erasure re-assigns them).
-pub fn member_events(db: &Connection, member_id: i64) -> store::Result<Vec<(Kind, i64)>> {
-    let mut stmt = db.prepare(
+/// The events fabgate still tracks (not deleted) of the uses and stays that the
+/// conditions `uses` (on `uses`) and `stays` (on `presence`) select, with named
+/// parameters `params`. Call before a change re-assigns or deletes those subjects, then
+/// `requeue` the events: Google must not keep what the lab no longer does.
+fn tracked_events(
+    db: &Connection,
+    uses: &str,
+    stays: &str,
+    params: &[(&str, &dyn rusqlite::ToSql)],
+) -> store::Result<Vec<(Kind, i64)>> {
+    let mut stmt = db.prepare(&format!(
         "SELECT e.kind, e.subject_id FROM calendar_events e
          WHERE e.gone = 0 AND (
-           (e.kind = 'use' AND e.subject_id IN (SELECT use_id FROM uses WHERE member_id = ?1))
+           (e.kind = 'use' AND e.subject_id IN (SELECT use_id FROM uses WHERE {uses}))
            OR (e.kind = 'attendance'
-               AND e.subject_id IN (SELECT presence_id FROM presence WHERE member_id = ?1)))",
-    )?;
-    let rows = stmt.query_map([member_id], |r| {
+               AND e.subject_id IN (SELECT presence_id FROM presence WHERE {stays})))"
+    ))?;
+    let rows = stmt.query_map(params, |r| {
         let kind = match r.get::<_, String>(0)?.as_str() {
             "attendance" => Kind::Attendance,
             _ => Kind::Use,
@@ -422,13 +429,64 @@ pub fn member_events(db: &Connection, member_id: i64) -> store::Result<Vec<(Kind
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// A member was erased: their events are queued again as they now stand (anonymous), so
-/// the calendars stop showing the name.
-pub fn member_erased(db: &Connection, events: &[(Kind, i64)], now: i64) -> store::Result<()> {
-    for (kind, id) in events {
-        queue(db, *kind, *id, "update", now)?;
+/// The tracked events of the uses and stays of `member_id` (call before an erasure
+/// re-assigns them).
+pub fn member_events(db: &Connection, member_id: i64) -> store::Result<Vec<(Kind, i64)>> {
+    tracked_events(
+        db,
+        "member_id = :member",
+        "member_id = :member",
+        named_params! { ":member": member_id },
+    )
+}
+
+/// The tracked events of the uses retention anonymises and the stays it deletes (call
+/// before the purge; the conditions are the purge's own, `store::USES_TO_ANONYMISE` and
+/// `store::STAYS_TO_DELETE`).
+pub fn retention_events(
+    db: &Connection,
+    anon: Option<i64>,
+    uses_before: i64,
+    stays_before: i64,
+) -> store::Result<Vec<(Kind, i64)>> {
+    tracked_events(
+        db,
+        store::USES_TO_ANONYMISE,
+        store::STAYS_TO_DELETE,
+        named_params! {
+            ":anon": anon,
+            ":uses_before": uses_before,
+            ":stays_before": stays_before,
+        },
+    )
+}
+
+/// The subjects of `events` were re-assigned (an erasure, retention's anonymisation) or
+/// deleted (retention): each event is queued again as its subject now stands — updated
+/// (the name becomes the new owner's, "Anonymous") or deleted when the subject is gone
+/// — so the calendars stop showing the name. Call after the change, in its transaction.
+/// Returns how many changes were queued (none for a calendar that is off).
+pub fn requeue(db: &Connection, events: &[(Kind, i64)], now: i64) -> store::Result<usize> {
+    match TARGET.get() {
+        Some(t) => requeue_for(db, t, events, now),
+        None => Ok(0),
     }
-    Ok(())
+}
+
+fn requeue_for(
+    db: &Connection,
+    cals: &Calendars,
+    events: &[(Kind, i64)],
+    now: i64,
+) -> store::Result<usize> {
+    let mut queued = 0;
+    for &(kind, id) in events {
+        if cals.of(kind).is_some() {
+            queue_for(db, cals, kind, id, "update", now)?;
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }
 
 /// A member signed in (presence row `presence_id`): queue the stay's event.
@@ -788,6 +846,60 @@ mod tests {
         queue_for(&conn, &cals(), Kind::Use, 7, "update", 2000).unwrap();
         let q = queued(&conn);
         assert_eq!((q[0].event_id.as_str(), q[0].rev), ("fabgate7", 2));
+    }
+
+    #[test]
+    fn retention_renames_anonymised_uses_and_deletes_old_stays_in_the_calendars() {
+        let (_dir, conn) = lab();
+        let t = cals();
+        // Old (before 1000) and recent uses and stays; use 3 is still open; use 4 has
+        // no event; stay 3's event was deleted already.
+        conn.execute_batch(
+            "INSERT INTO uses (use_id, member_id, machine_id, start_ts, last_seen, end_ts)
+               VALUES (1, 1, 1, 100, 100, 200), (2, 1, 1, 5000, 5000, 5100),
+                      (3, 1, 1, 100, 100, NULL), (4, 1, 1, 100, 100, 200);
+             INSERT INTO presence (presence_id, member_id, signed_in_at, signed_out_at, in_source)
+               VALUES (1, 1, 100, 200, 'cli'), (2, 1, 5000, 5100, 'cli'), (3, 1, 100, 200, 'cli');",
+        )
+        .unwrap();
+        for id in 1..=3 {
+            queue_for(&conn, &t, Kind::Use, id, "insert", 1000).unwrap();
+            queue_for(&conn, &t, Kind::Attendance, id, "insert", 1000).unwrap();
+        }
+        conn.execute(
+            "UPDATE calendar_events SET gone = 1 WHERE kind = 'attendance' AND subject_id = 3",
+            [],
+        )
+        .unwrap();
+        conn.execute("DELETE FROM outbox", []).unwrap();
+
+        // What `lab::retention::purge` does, with these calendars.
+        let anon = crate::lab::retention::anonymous_member(&conn, 9000).unwrap();
+        let events = retention_events(&conn, Some(anon), 1000, 1000).unwrap();
+        assert_eq!(store::anonymise_uses_before(&conn, anon, 1000).unwrap(), 2);
+        assert_eq!(store::delete_presence_before(&conn, 1000).unwrap(), 2);
+        assert_eq!(requeue_for(&conn, &t, &events, 9000).unwrap(), 2);
+
+        let mut q = queued(&conn);
+        q.sort_by_key(|o| o.kind.as_str());
+        let got: Vec<_> = q
+            .iter()
+            .map(|o| (o.kind, o.subject_id, o.op.as_str(), o.rev))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Attendance, 1, "delete", 2),
+                (Kind::Use, 1, "update", 2)
+            ]
+        );
+        assert_eq!(q[1].event["summary"], "LASER 1 — Anonymous");
+        assert_eq!(q[1].event["end"]["dateTime"], rfc3339(200));
+        // Nothing left for the next day's run; the changes' bookkeeping stays until sent.
+        assert!(retention_events(&conn, Some(anon), 1000, 1000)
+            .unwrap()
+            .is_empty());
+        assert_eq!(purge(&conn, 1000).unwrap(), 0);
     }
 
     #[test]
