@@ -76,7 +76,9 @@ impl<'a> Ctx<'a> {
 
     /// Runs `f` in a read transaction: one consistent snapshot of the lab.
     pub fn read<T>(&mut self, f: impl FnOnce(&Connection) -> Outcome<T>) -> Outcome<T> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)?;
         let value = f(&tx)?;
         tx.finish()?;
         Ok(value)

@@ -3,7 +3,8 @@
 //! is decided in `lab`.
 //!
 //! Every connection runs in WAL mode with a busy timeout, so the daemon, the panel and the
-//! CLI (another process) can share one file. Writers use `BEGIN IMMEDIATE` transactions.
+//! CLI (another process) can share one file. `transaction()` on a connection from
+//! `Store::connect` is `BEGIN IMMEDIATE`, so a writer waits its turn instead of failing.
 
 mod admin;
 pub mod backup;
@@ -125,7 +126,7 @@ impl Store {
 
     /// A new connection with the daemon's pragmas.
     pub fn connect(&self) -> Result<Connection> {
-        let conn = Connection::open(&self.path).map_err(|source| Error::Open {
+        let mut conn = Connection::open(&self.path).map_err(|source| Error::Open {
             path: self.path.clone(),
             source,
         })?;
@@ -146,6 +147,10 @@ impl Store {
             source,
         })?;
         conn.set_prepared_statement_cache_capacity(64);
+        // `transaction()` means BEGIN IMMEDIATE: a deferred transaction that reads and then
+        // writes fails at once with SQLITE_BUSY (no busy wait) when another connection
+        // committed in between, e.g. the jobs thread during a panel sign-in.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         Ok(conn)
     }
 }
@@ -227,5 +232,31 @@ mod tests {
             .unwrap();
         let err = Store::open(&path, Synchronous::Normal).unwrap_err();
         assert!(matches!(err, Error::TooNew { found: 999, .. }), "{err}");
+    }
+
+    /// The panel's sign-in reads a member and then writes; a deferred transaction would
+    /// fail at once with "database is locked" if the jobs thread committed in between.
+    #[test]
+    fn a_read_then_write_transaction_waits_for_a_concurrent_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db"), Synchronous::Normal).unwrap();
+        let mut a = store.connect().unwrap();
+        let tx = a.transaction().unwrap();
+        let roles: i64 = tx
+            .query_row("SELECT count(*) FROM roles", [], |r| r.get(0))
+            .unwrap();
+        let other = store.clone();
+        let writer = std::thread::spawn(move || {
+            let b = other.connect().unwrap();
+            b.execute("INSERT INTO settings (key, value) VALUES ('t', 'b')", [])
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES ('u', ?1)",
+            [roles],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 1);
     }
 }

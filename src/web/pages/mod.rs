@@ -23,7 +23,7 @@ use super::session::Session;
 use super::App;
 use jiff::tz::TimeZone;
 use maud::{html, Markup};
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub struct Ctx<'a> {
     pub app: &'a App,
@@ -75,4 +75,19 @@ impl Ctx<'_> {
         )
         .status(500)
     }
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction (the daemon writes the same file; an
+/// immediate lock waits instead of failing on upgrade) and commits only when `f` accepts.
+/// `Ok(Err(..))` is a refusal for the person: nothing was written.
+pub fn write<T, E>(
+    db: &mut Connection,
+    f: impl FnOnce(&Transaction) -> crate::store::Result<Result<T, E>>,
+) -> crate::store::Result<Result<T, E>> {
+    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome = f(&tx)?;
+    if outcome.is_ok() {
+        tx.commit()?;
+    }
+    Ok(outcome)
 }

@@ -10,7 +10,6 @@ use crate::web::layout::notice;
 use crate::web::pages::Ctx;
 use jiff::tz::TimeZone;
 use maud::{html, Markup};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// The navigation entry of every page in the area.
 pub const NAV: &str = "/members";
@@ -26,20 +25,7 @@ pub fn parse_id(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-/// Runs `f` in a `BEGIN IMMEDIATE` transaction (the daemon writes the same file; an
-/// immediate lock waits instead of failing on upgrade) and commits only when `f` accepts.
-/// `Ok(Err(..))` is a refusal for the person: nothing was written.
-pub fn write<T, E>(
-    db: &mut Connection,
-    f: impl FnOnce(&Transaction) -> crate::store::Result<Result<T, E>>,
-) -> crate::store::Result<Result<T, E>> {
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcome = f(&tx)?;
-    if outcome.is_ok() {
-        tx.commit()?;
-    }
-    Ok(outcome)
-}
+pub use super::super::write;
 
 /// Is a checkbox ticked? Browsers send "on"; tests and scripts may send "1" or "true".
 pub fn checked(req: &Req, name: &str) -> bool {

@@ -435,7 +435,7 @@ pub fn remote(cx: &mut Ctx, id: i64, kind: &'static str) -> Resp {
             let now = cx.now;
             let queued = write(cx.db, |tx| {
                 store::queue_board_request(tx, id, kind, &uid, now)?;
-                Ok(Ok(()))
+                Ok(Ok::<_, Refused>(()))
             });
             return match queued {
                 Ok(_) => {

@@ -19,14 +19,14 @@ mod types;
 
 pub use it::IT;
 
-use super::{Ctx, Method};
+use super::{write, Ctx, Method};
 use crate::store;
 use crate::web::http::{encode, Resp};
 use crate::web::i18n::{tr, Lang};
 use crate::web::layout::{csrf_field, notice};
 use jiff::tz::TimeZone;
 use maud::{html, Markup};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 
 /// The URLs of this area; `None` when the path is not one of them (or an id is not a
 /// number), which the router answers with 404.
@@ -130,20 +130,6 @@ fn found(changed: bool) -> Outcome<()> {
     } else {
         Err(Refused::Missing)
     }
-}
-
-/// Runs `f` in one `BEGIN IMMEDIATE` transaction (the daemon writes the same file, and a
-/// deferred one could fail to upgrade its read lock), committing only when `f` accepted.
-fn write<T>(
-    db: &mut Connection,
-    f: impl FnOnce(&Transaction) -> store::Result<Outcome<T>>,
-) -> store::Result<Outcome<T>> {
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = f(&tx)?;
-    if out.is_ok() {
-        tx.commit()?;
-    }
-    Ok(out)
 }
 
 /// The daemon's in-memory board state.
