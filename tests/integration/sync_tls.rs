@@ -207,8 +207,20 @@ fn a_refused_smtp_password_holds_email_until_the_settings_are_fixed() {
         "{}",
         dash.body
     );
+    assert!(
+        dash.body.contains(r#"href="/settings#email""#),
+        "{}",
+        dash.body
+    );
     let page = b.get("/outbox");
     assert!(page.body.contains("Waiting (2)"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Emails are waiting for the email settings: permanent error (535)"),
+        "the outbox says why its rows wait: {}",
+        page.body
+    );
+    assert!(b.get("/settings").body.contains(r#"id="email""#));
     assert_secret_nowhere(WRONG, &d, &[&page.body, &error, &dash.body]);
 
     // Staff store the right password (Settings → Email wins over the config): the waiting

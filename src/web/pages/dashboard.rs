@@ -183,20 +183,8 @@ fn sync_notice(cx: &Ctx) -> Markup {
     let lang = cx.lang;
     let (pending, failed) = crate::store::outbox_counts(cx.db).unwrap_or((0, 0));
     let offline = crate::sync::status().online() == Some(false);
-    let refused = crate::sync::holds::settings_problems(cx.now);
     html! {
-        @if pending > 0 {
-            @for (kind, why) in &refused {
-                p.notice.info role="status" {
-                    (tr(lang, if kind == "email" {
-                        "Emails are waiting for the email settings:"
-                    } else {
-                        "Calendar or webhook changes are waiting for their settings:"
-                    })) " " (why) " "
-                    a href="/settings" { (tr(lang, "Settings")) }
-                }
-            }
-        }
+        @if pending > 0 { (super::outbox::settings_notices(cx, "/")) }
         @if failed > 0 {
             p.notice.error role="status" {
                 (failed) " " (tr(lang, if failed == 1 {

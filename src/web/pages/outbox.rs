@@ -26,6 +26,11 @@ pub const IT: &[(&str, &str)] = &[
     ("Next attempt", "Prossimo tentativo"),
     ("Error", "Errore"),
     ("Delivered", "Consegnato"),
+    ("Email settings", "Impostazioni email"),
+    (
+        "Retry now in the outbox once fixed",
+        "Una volta corrette, riprova dalla posta in uscita",
+    ),
     (
         "Online: the last delivery attempt succeeded.",
         "In linea: l'ultimo tentativo di consegna è riuscito.",
@@ -117,8 +122,11 @@ fn page(cx: &mut Ctx) -> Resp {
         @match status.online() {
             Some(true) => (notice("ok", tr(lang, "Online: the last delivery attempt succeeded."))),
             Some(false) => (notice("error", tr(lang, "Offline: the last delivery attempt failed. Messages wait and are sent when the network is back."))),
+            // Nothing tried because the only waiting rows wait for settings: that line says it.
+            None if !pending.is_empty() && !crate::sync::holds::settings_problems(cx.now).is_empty() => {}
             None => (notice("info", tr(lang, "No delivery attempted since the daemon started."))),
         }
+        @if !pending.is_empty() { (settings_notices(cx, "/outbox")) }
         p {
             @if let Some(t) = status.last_success {
                 (tr(lang, "Last success")) ": " (time::datetime(&cx.tz, t)) ". "
@@ -135,6 +143,26 @@ fn page(cx: &mut Ctx) -> Resp {
         (table(cx, &sent, false))
     };
     cx.page(tr(lang, "Outbox"), "/outbox", body)
+}
+
+/// One line per kind held until staff fix its settings (a refused SMTP login, a calendar
+/// not shared with the service account…), with where to fix it. `here` is the page's own
+/// path, which is not linked.
+pub fn settings_notices(cx: &Ctx, here: &str) -> Markup {
+    let lang = cx.lang;
+    html! {
+        @for (kind, why) in crate::sync::holds::settings_problems(cx.now) {
+            @let (text, fix, label) = if kind == "email" {
+                ("Emails are waiting for the email settings:", "/settings#email", "Email settings")
+            } else {
+                ("Calendar or webhook changes are waiting for their settings:", "/outbox", "Retry now in the outbox once fixed")
+            };
+            p.notice.info role="status" {
+                (tr(lang, text)) " " (why.trim_end_matches('.')) ". "
+                @if fix.split('#').next() != Some(here) { a href=(fix) { (tr(lang, label)) } }
+            }
+        }
+    }
 }
 
 fn table(cx: &Ctx, rows: &[OutboxRow], actions: bool) -> Markup {

@@ -344,7 +344,7 @@ fn settings(
                 button type="submit" { (tr(lang, "Save")) }
             }
         }
-        div.panel.spaced {
+        div.panel.spaced id="email" {
             h2 { (tr(lang, "Email")) }
             p.muted { (tr(lang, "How the lab sends mail (password resets, summaries, alerts). Stored passwords are never shown.")) }
             form.stack method="post" action="/settings/email" {
