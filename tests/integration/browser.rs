@@ -42,8 +42,9 @@ fn panel_in_a_real_browser() {
     board.must(r#"{"action":"startuse", "uid":"aabbccd3"}"#);
     c.wait_for(r#"document.querySelector('[data-machine="1"]').textContent.includes('Carla')"#);
     let took = t0.elapsed();
+    // Pushed, not the 30-second fallback refresh (a wide margin for a loaded CI machine).
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "dashboard followed the tap after {took:?}"
     );
     assert_eq!(

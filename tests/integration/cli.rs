@@ -6,7 +6,6 @@ use crate::common::Lab;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// The CLI tests' labs start without board credentials.
 trait Basics {
@@ -584,13 +583,9 @@ fn export_has_every_key_and_no_secret() {
     )
     .unwrap();
 
-    let started = Instant::now();
+    // A lab-sized export (22,000 uses, FabOMatic's biggest sample); its speed is a
+    // benchmark matter, not asserted here.
     let text = lab.ok(&["export", "--json"]);
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "export of 22,000 uses took {took:?}"
-    );
 
     assert!(
         !text.contains("password_hash"),

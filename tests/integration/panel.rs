@@ -298,7 +298,7 @@ fn dashboard_shows_machines_and_escapes_names() {
 fn live_events_follow_card_taps() {
     let (_lab, d, b) = logged_in();
     let mut s = std::net::TcpStream::connect(d.panel).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
         "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: fg_session={}\r\nAccept: text/event-stream\r\n\r\n",
@@ -322,8 +322,9 @@ fn live_events_follow_card_taps() {
             break;
         }
     }
+    // Pushed at once, not at the next keep-alive (a wide margin for a loaded CI machine).
     assert!(
-        t0.elapsed() < Duration::from_secs(2),
+        t0.elapsed() < Duration::from_secs(5),
         "event after {:?}",
         t0.elapsed()
     );
