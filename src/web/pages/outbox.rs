@@ -171,7 +171,7 @@ fn table(cx: &Ctx, rows: &[OutboxRow], actions: bool) -> Markup {
         @if rows.is_empty() {
             p.muted { (tr(lang, "Nothing here.")) }
         } @else {
-            div.scroll { table {
+            div.scroll { table.stack {
                 thead { tr {
                     th { "#" } th { (tr(lang, "Kind")) } th { (tr(lang, "To")) } th { (tr(lang, "Subject")) }
                     th { (tr(lang, "Queued")) } th { (tr(lang, "Attempts")) }
@@ -182,21 +182,26 @@ fn table(cx: &Ctx, rows: &[OutboxRow], actions: bool) -> Markup {
                     @for row in rows {
                         @let (to, subject) = summary(row);
                         tr data-outbox=(row.id) {
-                            td { (row.id) } td { (row.kind) } td { (to) } td { (subject) }
-                            td { (time::datetime(&cx.tz, row.created_at)) } td { (row.attempts) }
+                            td data-label="#" { (row.id) }
+                            td data-label=(tr(lang, "Kind")) { (row.kind) }
+                            td data-label=(tr(lang, "To")) { (to) }
+                            td data-label=(tr(lang, "Subject")) { (subject) }
+                            td data-label=(tr(lang, "Queued")) { (time::datetime(&cx.tz, row.created_at)) }
+                            td data-label=(tr(lang, "Attempts")) { (row.attempts) }
                             @if actions {
-                                td { @if row.state == "pending" { (time::datetime(&cx.tz, row.next_attempt_at)) } }
-                                td { (row.last_error.as_deref().unwrap_or("")) }
+                                td data-label=(tr(lang, "Next attempt")) { @if row.state == "pending" { (time::datetime(&cx.tz, row.next_attempt_at)) } }
+                                td data-label=(tr(lang, "Error")) { (row.last_error.as_deref().unwrap_or("")) }
                                 td {
                                     form.inline method="post" action={"/outbox/" (row.id) "/retry"} {
                                         (csrf_field(cx.csrf())) button type="submit" { (tr(lang, "Retry now")) }
                                     }
+                                    " "
                                     form.inline method="post" action={"/outbox/" (row.id) "/discard"} {
                                         (csrf_field(cx.csrf())) button.danger type="submit" { (tr(lang, "Discard")) }
                                     }
                                 }
                             } @else {
-                                td { (row.sent_at.map(|t| time::datetime(&cx.tz, t)).unwrap_or_default()) }
+                                td data-label=(tr(lang, "Delivered")) { (row.sent_at.map(|t| time::datetime(&cx.tz, t)).unwrap_or_default()) }
                             }
                         }
                     }
