@@ -184,7 +184,9 @@ fn sync_notice(cx: &Ctx) -> Markup {
     let (pending, failed) = crate::store::outbox_counts(cx.db).unwrap_or((0, 0));
     let offline = crate::sync::status().online() == Some(false);
     html! {
-        @if pending > 0 { (super::outbox::settings_notices(cx, "/")) }
+        @if pending > 0 {
+            (super::outbox::settings_notices(cx, &crate::sync::holds::settings_problems(cx.now), "/"))
+        }
         @if failed > 0 {
             p.notice.error role="status" {
                 (failed) " " (tr(lang, if failed == 1 {

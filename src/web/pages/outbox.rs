@@ -117,16 +117,21 @@ fn page(cx: &mut Ctx) -> Resp {
         Err(e) => return cx.failure(&e),
     };
     let status = crate::sync::status();
+    let held = if pending.is_empty() {
+        Vec::new()
+    } else {
+        crate::sync::holds::settings_problems(cx.now)
+    };
     let body = html! {
         h1 { (tr(lang, "Outbox")) }
         @match status.online() {
             Some(true) => (notice("ok", tr(lang, "Online: the last delivery attempt succeeded."))),
             Some(false) => (notice("error", tr(lang, "Offline: the last delivery attempt failed. Messages wait and are sent when the network is back."))),
             // Nothing tried because the only waiting rows wait for settings: that line says it.
-            None if !pending.is_empty() && !crate::sync::holds::settings_problems(cx.now).is_empty() => {}
+            None if !held.is_empty() => {}
             None => (notice("info", tr(lang, "No delivery attempted since the daemon started."))),
         }
-        @if !pending.is_empty() { (settings_notices(cx, "/outbox")) }
+        (settings_notices(cx, &held, "/outbox"))
         p {
             @if let Some(t) = status.last_success {
                 (tr(lang, "Last success")) ": " (time::datetime(&cx.tz, t)) ". "
@@ -145,13 +150,13 @@ fn page(cx: &mut Ctx) -> Resp {
     cx.page(tr(lang, "Outbox"), "/outbox", body)
 }
 
-/// One line per kind held until staff fix its settings (a refused SMTP login, a calendar
-/// not shared with the service account…), with where to fix it. `here` is the page's own
-/// path, which is not linked.
-pub fn settings_notices(cx: &Ctx, here: &str) -> Markup {
+/// One line per kind held until staff fix its settings (`holds::settings_problems`: a
+/// refused SMTP login, a calendar not shared with the service account…), with where to fix
+/// it. `here` is the page's own path, which is not linked.
+pub fn settings_notices(cx: &Ctx, held: &[(String, String)], here: &str) -> Markup {
     let lang = cx.lang;
     html! {
-        @for (kind, why) in crate::sync::holds::settings_problems(cx.now) {
+        @for (kind, why) in held {
             @let (text, fix, label) = if kind == "email" {
                 ("Emails are waiting for the email settings:", "/settings#email", "Email settings")
             } else {

@@ -3,11 +3,12 @@
 //! many members), and the grant/revoke buttons of the member page. Whether an
 //! authorization is needed at all is `lab`'s rule; these pages only say so.
 
-use super::common::{self, parse_id, refusal, subnav, write, yes_no, NAV};
+use super::common::{self, parse_id, refusal, subnav, yes_no, NAV};
 use crate::store::{self, Machine, MemberChoice};
 use crate::web::http::Resp;
 use crate::web::i18n::{tr, Lang};
 use crate::web::layout::{csrf_field, notice};
+use crate::web::pages::write;
 use crate::web::pages::Ctx;
 use maud::{html, Markup};
 use std::collections::HashSet;

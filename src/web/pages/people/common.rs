@@ -25,8 +25,6 @@ pub fn parse_id(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-pub use super::super::write;
-
 /// Is a checkbox ticked? Browsers send "on"; tests and scripts may send "1" or "true".
 pub fn checked(req: &Req, name: &str) -> bool {
     matches!(req.field(name), "on" | "1" | "true" | "yes")

@@ -3,13 +3,14 @@
 //! locking themselves out), and the handlers that save it. A refused form comes back with
 //! what was typed and HTTP 400.
 
-use super::common::{checked, invalid, parse_id, write, NAV};
+use super::common::{checked, invalid, parse_id, NAV};
 use super::member_views::{self as views, MemberForm};
 use super::members::{live_member, me};
 use crate::store::{self, MemberFields, MemberRow, RoleRow};
 use crate::validate;
 use crate::web::http::Resp;
 use crate::web::i18n::{tr, Lang};
+use crate::web::pages::write;
 use crate::web::pages::Ctx;
 use crate::web::session;
 use rusqlite::Connection;

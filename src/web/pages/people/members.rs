@@ -2,13 +2,14 @@
 //! `lab` decides, recent uses, hours), disable/enable, soft delete, and one-time panel
 //! passwords. Adding and editing are in `member_form`, rendering in `member_views`.
 
-use super::common::{self, parse_id, refusal, write, NAV};
+use super::common::{self, parse_id, refusal, NAV};
 use super::member_views::{self as views, Detail, ListView, MachineAccess};
 use crate::lab;
 use crate::store::{self, MemberFilter, MemberRow, MemberState};
 use crate::web::accounts;
 use crate::web::http::Resp;
 use crate::web::i18n::tr;
+use crate::web::pages::write;
 use crate::web::pages::Ctx;
 use crate::web::session;
 use rusqlite::Connection;

@@ -2,12 +2,13 @@
 //! roles (FabOMatic's `reserved`) cannot be changed or deleted, a role someone holds
 //! cannot be deleted, and staff cannot take the panel away from their own role.
 
-use super::common::{checked, invalid, ok_notice, refusal, subnav, write, yes_no, NAV};
+use super::common::{checked, invalid, ok_notice, refusal, subnav, yes_no, NAV};
 use crate::store::{self, NewRole, RoleRow};
 use crate::validate;
 use crate::web::http::Resp;
 use crate::web::i18n::{tr, Lang};
 use crate::web::layout::{csrf_field, notice};
+use crate::web::pages::write;
 use crate::web::pages::Ctx;
 use maud::{html, Markup};
 
