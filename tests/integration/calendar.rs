@@ -8,7 +8,7 @@ use crate::common::google::{self, FakeGoogle, ATTENDANCE, CALENDAR};
 use crate::common::*;
 use fabgate::sync::calendar::{self, Kind};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -17,13 +17,13 @@ fn lab_with_google(g: &FakeGoogle, names: &str) -> Lab {
     let mut lab = Lab::new();
     fixture_f(&lab);
     let key = g.key_file(lab.dir.path());
-    lab.extra_config = format!(
-        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
-         google_key_file = {key:?}\nlab_calendar_id = {CALENDAR:?}\n\
-         google_api_base = {base:?}\ngoogle_timeout_s = 3\ncalendar_member_names = {names:?}\n",
-        key = key.display().to_string(),
-        base = g.base(),
-    );
+    lab.extra_config = SyncSection::fast()
+        .set_str("google_key_file", &key.display().to_string())
+        .set_str("lab_calendar_id", CALENDAR)
+        .set_str("google_api_base", &g.base())
+        .set("google_timeout_s", "3")
+        .set_str("calendar_member_names", names)
+        .text();
     lab
 }
 
@@ -44,15 +44,7 @@ fn event_id(lab: &Lab, kind: Kind, id: i64) -> String {
 }
 
 fn wait_until(lab: &Lab, sql: &str, want: i64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = lab.count(sql);
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {got}, want {want}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_count(sql, want);
 }
 
 fn ts(v: &Value) -> i64 {

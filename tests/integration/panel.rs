@@ -10,26 +10,7 @@ use std::time::Duration;
 /// other panel test modules start from it too.
 pub fn logged_in() -> (Lab, TestDaemon, Browser) {
     let (lab, d) = start_f();
-    let mut b = Browser::new(d.panel);
-    let first = d
-        .admin_password
-        .clone()
-        .expect("first start prints a one-time password");
-    let p = b.login("admin@fabgate.local", &first);
-    assert_eq!(p.location.as_deref(), Some("/password"));
-    let p = b.get("/password");
-    assert!(p.body.contains("Choose a new password"), "{}", p.body);
-    let p = b.post(
-        "/password",
-        &[
-            ("current", &first),
-            ("new", "correct horse 42"),
-            ("repeat", "correct horse 42"),
-        ],
-    );
-    assert_eq!(p.status, 303, "{}", p.body);
-    let home = b.get("/");
-    assert_eq!(home.status, 200);
+    let b = admin_session(&d);
     (lab, d, b)
 }
 

@@ -8,21 +8,7 @@ use crate::common::*;
 
 /// A started lab with fixture F and a logged-in administrator (password changed).
 fn logged_in() -> (Lab, TestDaemon, Browser) {
-    let (lab, d) = start_f();
-    let mut b = Browser::new(d.panel);
-    let first = d.admin_password.clone().expect("one-time password");
-    b.login("admin@fabgate.local", &first);
-    b.get("/password");
-    let p = b.post(
-        "/password",
-        &[
-            ("current", &first),
-            ("new", "correct horse 42"),
-            ("repeat", "correct horse 42"),
-        ],
-    );
-    assert_eq!(p.status, 303, "{}", p.body);
-    (lab, d, b)
+    crate::panel::logged_in()
 }
 
 /// The id in a redirect like `/members/7?ok=created`.

@@ -5,28 +5,7 @@ use crate::common::browser::Browser;
 use crate::common::*;
 
 fn admin(d: &TestDaemon) -> Browser {
-    let mut b = Browser::new(d.panel);
-    let first = d.admin_password.clone().unwrap();
-    let login = b.post(
-        "/login",
-        &[("email", "admin@fabgate.local"), ("password", &first)],
-    );
-    assert_eq!(login.status, 303, "login: {}", login.body);
-    b.get("/password");
-    let changed = b.post(
-        "/password",
-        &[
-            ("current", &first),
-            ("new", "correct horse 42"),
-            ("repeat", "correct horse 42"),
-        ],
-    );
-    assert_eq!(
-        changed.location.as_deref(),
-        Some("/"),
-        "password change: {}",
-        changed.body
-    );
+    let mut b = admin_session(d);
     assert_eq!(b.get("/presence").status, 200);
     b
 }

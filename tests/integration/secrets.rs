@@ -20,11 +20,7 @@ const ADMIN_PASSWORD: &str = "admin-new-s3cret-42";
 const WRONG_BOARD_PASSWORD: &str = "wrong-board-s3cret";
 
 fn wait_until(lab: &Lab, sql: &str, done: impl Fn(i64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done(lab.count(sql)) {
-        assert!(Instant::now() < deadline, "{sql}: {}", lab.count(sql));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_count_until(sql, done);
 }
 
 /// Every text a logged-in admin can reach by following links from the dashboard, with
@@ -72,15 +68,17 @@ fn no_secret_reaches_the_log_the_panel_or_an_export() {
     fixture_f(&lab);
     let key = g.key_file(lab.dir.path());
     lab.extra_config = format!(
-        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
-         smtp_timeout_s = 3\nsmtp_password = {SMTP_CONFIG_SECRET:?}\n\
-         panel_url = \"https://panel.test:8443\"\n\
-         google_key_file = {key:?}\nlab_calendar_id = {CALENDAR:?}\n\
-         google_api_base = {base:?}\ngoogle_timeout_s = 3\n\
-         [[sync.webhooks]]\nurl = {failing:?}\nevents = [\"machine_started\", \"machine_stopped\"]\n\
+        "{sync}[[sync.webhooks]]\nurl = {failing:?}\nevents = [\"machine_started\", \"machine_stopped\"]\n\
          [[sync.webhooks]]\nurl = {down:?}\nevents = [\"machine_started\"]\n",
-        key = key.display().to_string(),
-        base = g.base(),
+        sync = SyncSection::fast()
+            .set("smtp_timeout_s", "3")
+            .set_str("smtp_password", SMTP_CONFIG_SECRET)
+            .set_str("panel_url", "https://panel.test:8443")
+            .set_str("google_key_file", &key.display().to_string())
+            .set_str("lab_calendar_id", CALENDAR)
+            .set_str("google_api_base", &g.base())
+            .set("google_timeout_s", "3")
+            .text(),
         failing = failing_hook.url(&format!("/services/T0/B0/{HOOK_SECRET}")),
         down = down_hook.url(&format!("/other/{HOOK_SECRET}")),
     );
@@ -120,19 +118,8 @@ fn no_secret_reaches_the_log_the_panel_or_an_export() {
     .is_err());
 
     // The admin's first login and new password; a member's password reset by email.
-    let mut admin = Browser::new(d.panel);
     let first = d.admin_password.clone().expect("one-time password");
-    admin.login("admin@fabgate.local", &first);
-    admin.get("/password");
-    let p = admin.post(
-        "/password",
-        &[
-            ("current", &first),
-            ("new", ADMIN_PASSWORD),
-            ("repeat", ADMIN_PASSWORD),
-        ],
-    );
-    assert_eq!(p.status, 303, "{}", p.body);
+    let mut admin = admin_session_with(&d, ADMIN_PASSWORD);
     crate::sync::ask_reset(d.panel, "carla@example.org");
     let deadline = Instant::now() + Duration::from_secs(15);
     let mail = loop {

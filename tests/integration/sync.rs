@@ -15,10 +15,11 @@ const SMTP_PASSWORD: &str = "sm7p-pa55word";
 fn lab_with_smtp(port: u16, members: &[(&str, &str, &str)]) -> Lab {
     let mut lab = Lab::new();
     fixture_f(&lab);
-    lab.extra_config = "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
-                        smtp_timeout_s = 3\npanel_url = \"https://panel.test:8443\"\n\
-                        alerts = false\n"
-        .into();
+    lab.extra_config = SyncSection::fast()
+        .set("smtp_timeout_s", "3")
+        .set_str("panel_url", "https://panel.test:8443")
+        .set("alerts", "false")
+        .text();
     lab.sql(&format!(
         "INSERT INTO roles (role_id, role_name, backend_admin) VALUES (10, 'panel', 1);
          INSERT INTO settings (key, value) VALUES ('smtp_host', '127.0.0.1'), ('smtp_port', '{port}'),
@@ -38,20 +39,7 @@ fn lab_with_smtp(port: u16, members: &[(&str, &str, &str)]) -> Lab {
 
 /// The first administrator, logged in with a password of their own.
 pub(crate) fn admin(d: &TestDaemon) -> Browser {
-    let mut b = Browser::new(d.panel);
-    let first = d.admin_password.clone().expect("one-time password");
-    b.login("admin@fabgate.local", &first);
-    b.get("/password");
-    let p = b.post(
-        "/password",
-        &[
-            ("current", &first),
-            ("new", "correct horse 42"),
-            ("repeat", "correct horse 42"),
-        ],
-    );
-    assert_eq!(p.status, 303, "{}", p.body);
-    b
+    admin_session(d)
 }
 
 pub(crate) fn ask_reset(panel: std::net::SocketAddr, email: &str) -> String {
@@ -112,15 +100,7 @@ fn reset_path(mail: &Mail) -> String {
 }
 
 pub(crate) fn wait_until(lab: &Lab, sql: &str, want: i64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = lab.count(sql);
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {got}, want {want}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_count(sql, want);
 }
 
 /// Whether an address has an account does not show in the answer's time either: a known

@@ -17,13 +17,18 @@ fn sync_config(server: &Aiosmtpd, host: &str, tls: &str, password: &str, trust: 
     } else {
         String::new()
     };
-    format!(
-        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\nsmtp_timeout_s = 5\n\
-         panel_url = \"https://panel.test:8443\"\nalerts = false\n\
-         smtp_host = {host:?}\nsmtp_port = {port}\nsmtp_tls = {tls:?}\nsmtp_user = {USER:?}\n\
-         smtp_password = {password:?}\nsmtp_from = \"lab@example.org\"\nsmtp_ca_file = {ca:?}\n",
-        port = server.port(),
-    )
+    SyncSection::fast()
+        .set("smtp_timeout_s", "5")
+        .set_str("panel_url", "https://panel.test:8443")
+        .set("alerts", "false")
+        .set_str("smtp_host", host)
+        .set("smtp_port", &server.port().to_string())
+        .set_str("smtp_tls", tls)
+        .set_str("smtp_user", USER)
+        .set_str("smtp_password", password)
+        .set_str("smtp_from", "lab@example.org")
+        .set_str("smtp_ca_file", &ca)
+        .text()
 }
 
 /// Fixture F plus Giulia, an Italian-speaking member with panel access.

@@ -3,7 +3,7 @@
 
 use crate::common::webhook::Receiver;
 use crate::common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -12,22 +12,14 @@ fn lab_with_webhooks(webhooks: &str) -> Lab {
     let mut lab = Lab::new();
     fixture_f(&lab);
     lab.extra_config = format!(
-        "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
-         webhook_timeout_s = 3\n{webhooks}\n"
+        "{}{webhooks}\n",
+        SyncSection::fast().set("webhook_timeout_s", "3").text()
     );
     lab
 }
 
 fn wait_until(lab: &Lab, sql: &str, want: i64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = lab.count(sql);
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: {got}, want {want}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_count(sql, want);
 }
 
 #[test]

@@ -12,9 +12,10 @@ fn the_cli_queues_last_weeks_summaries_and_the_daemon_delivers_them() {
     let smtp = SmtpServer::start();
     let mut lab = Lab::new();
     fixture_f(&lab);
-    lab.extra_config = "\n[sync]\nbackoff_base_s = 1\nbackoff_cap_s = 2\npoll_interval_s = 1\n\
-                        smtp_timeout_s = 3\nalerts = false\n"
-        .into();
+    lab.extra_config = SyncSection::fast()
+        .set("smtp_timeout_s", "3")
+        .set("alerts", "false")
+        .text();
     let tz = jiff::tz::TimeZone::get("Europe/Rome").unwrap();
     let week = fabgate::sync::weekly::last_week(now(), &tz);
     let day = |d: i64, h: i64| week.start + d * 86_400 + h * 3600;

@@ -2,20 +2,24 @@
 //! account's RS256 JWT with the test public key (ring) and its claims, and a Calendar
 //! events API keeping the events of its calendars (`CALENDARS`) in memory (409 on a
 //! duplicate id, 404 on an unknown one or an unknown calendar).
-//! It can stop and listen again on the same port, answer the next requests with a given
+//! It can stop and answer again on the same port (held throughout: `common::server`), answer the next requests with a given
 //! status (429...), and store an insert then drop the connection without answering (a lost
 //! response). Plain HTTP/1.1, one request per connection.
 
+use super::server::{read_request, LocalServer};
 use base64::Engine;
 use ring::signature::{self, KeyPair};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+fn respond(stream: TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
+    super::server::respond(stream, status, &[], "application/json", &body.to_string())
+}
 
 /// The throwaway test key (tests/data/google-test-key.pem).
 pub const KEY_PEM: &str = include_str!("../../data/google-test-key.pem");
@@ -71,26 +75,33 @@ pub struct State {
 pub struct FakeGoogle {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<State>>,
-    running: Option<Arc<AtomicBool>>,
+    server: LocalServer,
 }
 
 impl FakeGoogle {
     pub fn start() -> FakeGoogle {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut g = FakeGoogle {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::default(),
-            running: None,
-        };
-        g.serve(listener);
+        let g = Self::reserve();
+        g.server.restart();
         g
     }
 
-    /// A free port with nothing listening yet.
+    /// A held port with nothing answering yet (`restart` answers).
     pub fn reserve() -> FakeGoogle {
-        let mut g = Self::start();
-        g.stop();
-        g
+        let state: Arc<Mutex<State>> = Arc::default();
+        let public = Arc::new(public_key());
+        // The token URI names the port, known once bound: filled in right after.
+        let token_uri: Arc<Mutex<String>> = Arc::default();
+        let (st, tu) = (state.clone(), token_uri.clone());
+        let server = LocalServer::stopped(Arc::new(move |stream, _alive| {
+            let uri = tu.lock().unwrap().clone();
+            let _ = handle(stream, &st, &public, &uri);
+        }));
+        *token_uri.lock().unwrap() = format!("http://{}/token", server.addr);
+        FakeGoogle {
+            addr: server.addr,
+            state,
+            server,
+        }
     }
 
     pub fn base(&self) -> String {
@@ -115,48 +126,14 @@ impl FakeGoogle {
         path
     }
 
-    fn serve(&mut self, listener: TcpListener) {
-        let running = Arc::new(AtomicBool::new(true));
-        listener.set_nonblocking(true).unwrap();
-        let (state, flag, token_uri) = (self.state.clone(), running.clone(), self.token_uri());
-        let public = Arc::new(public_key());
-        std::thread::spawn(move || {
-            while flag.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (state, public, token_uri) =
-                            (state.clone(), public.clone(), token_uri.clone());
-                        std::thread::spawn(move || {
-                            let _ = handle(stream, &state, &public, &token_uri);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        self.running = Some(running);
-    }
-
+    /// Down: connections are closed at once.
     pub fn stop(&mut self) {
-        if let Some(flag) = self.running.take() {
-            flag.store(false, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.server.stop();
     }
 
+    /// Answers again on the same port.
     pub fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("cannot listen again on {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+        self.server.restart();
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -198,74 +175,6 @@ impl State {
         let t = std::mem::take(&mut self.tokens);
         self.revoked.extend(t);
     }
-}
-
-impl Drop for FakeGoogle {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-fn respond(mut stream: TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
-    let body = body.to_string();
-    write!(
-        stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
 }
 
 fn b64url(s: &str) -> Option<Vec<u8>> {

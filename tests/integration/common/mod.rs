@@ -8,6 +8,7 @@ pub mod aiosmtpd;
 pub mod browser;
 pub mod chrome;
 pub mod google;
+pub mod server;
 pub mod smtp;
 pub mod webhook;
 
@@ -23,8 +24,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest wait for anything; the firmware itself waits 2 s for a reply.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// How long "no reply" is watched for (protocol.md §7: "—" = no reply within 2 s).
-pub const SILENCE: Duration = Duration::from_millis(700);
+/// How long "no reply" is watched for: the firmware's own wait (protocol.md §7: "—" = no
+/// reply within 2 s). A reply later than that is still caught: `must`/`ask` fail on any
+/// reply left over from before their question.
+pub const SILENCE: Duration = Duration::from_secs(2);
+/// Longest wait for a state the daemon reaches by itself (an outbox row sent, a count):
+/// generous, since it only costs time when the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 pub const LAB_USER: &str = "user";
 pub const LAB_PASSWORD: &str = "password";
@@ -84,6 +90,33 @@ impl Lab {
 
     pub fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Waits (up to `WAIT`) until the count `sql` is `want`; fails with the last count.
+    #[track_caller]
+    pub fn wait_count(&self, sql: &str, want: i64) {
+        self.wait_count_until(sql, |n| n == want);
+    }
+
+    /// Waits (up to `WAIT`) until `done` holds of the count `sql`; returns that count.
+    #[track_caller]
+    pub fn wait_count_until(&self, sql: &str, done: impl Fn(i64) -> bool) -> i64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.count(sql);
+            if done(got) {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "{sql}: still {got}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until no outbox row is waiting or being tried (all sent or failed for good):
+    /// from then on nothing more is delivered, so "nothing more arrives" needs no sleep.
+    #[track_caller]
+    pub fn wait_outbox_settled(&self) {
+        self.wait_count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", 0);
     }
 
     fn write_config(&self, broker: &str, protocol: &str, web: &str) {
@@ -183,6 +216,100 @@ pub fn add_credential(
     )
     .unwrap();
 }
+
+/// The `[sync]` section with a fast retry schedule (the outbox tests' clock), as text for
+/// `Lab::extra_config`. Keys are changed with `set` and removed with `unset`, which fail
+/// loudly if the key is not there (no text patching that silently does nothing).
+#[derive(Debug, Clone)]
+pub struct SyncSection {
+    keys: Vec<(String, String)>,
+}
+
+impl SyncSection {
+    /// Retries after 1 s, then every 2 s; the outbox polled every second.
+    pub fn fast() -> SyncSection {
+        SyncSection {
+            keys: [
+                ("backoff_base_s", "1"),
+                ("backoff_cap_s", "2"),
+                ("poll_interval_s", "1"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        }
+    }
+
+    /// Sets `key` to `value` (a TOML value: `"3"`, `"\"text\""`, `"true"`).
+    pub fn set(mut self, key: &str, value: &str) -> SyncSection {
+        match self.keys.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value.to_string(),
+            None => self.keys.push((key.to_string(), value.to_string())),
+        }
+        self
+    }
+
+    /// Sets a string key (quoted for TOML).
+    pub fn set_str(self, key: &str, value: &str) -> SyncSection {
+        self.set(key, &format!("{value:?}"))
+    }
+
+    /// Removes a key of the fast defaults.
+    #[track_caller]
+    pub fn unset(mut self, key: &str) -> SyncSection {
+        let before = self.keys.len();
+        self.keys.retain(|(k, _)| k != key);
+        assert!(self.keys.len() < before, "no [sync] key {key} to remove");
+        self
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::from("\n[sync]\n");
+        for (k, v) in &self.keys {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        s
+    }
+}
+
+/// Logs in as the first administrator with the one-time password this start printed and
+/// changes it to `ADMIN_PASSWORD`; the browser is on the dashboard.
+#[track_caller]
+pub fn admin_session(d: &TestDaemon) -> browser::Browser {
+    admin_session_with(d, ADMIN_PASSWORD)
+}
+
+/// `admin_session` with a new password of the test's choosing.
+#[track_caller]
+pub fn admin_session_with(d: &TestDaemon, new_password: &str) -> browser::Browser {
+    let mut b = browser::Browser::new(d.panel);
+    let first = d
+        .admin_password
+        .clone()
+        .expect("first start prints a one-time password");
+    // Every page leads to the password form until the one-time password is changed.
+    let p = b.login(ADMIN_EMAIL, &first);
+    assert_eq!(p.location.as_deref(), Some("/password"), "{}", p.body);
+    let p = b.get("/password");
+    assert!(p.body.contains("Choose a new password"), "{}", p.body);
+    let p = b.post(
+        "/password",
+        &[
+            ("current", &first),
+            ("new", new_password),
+            ("repeat", new_password),
+        ],
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/"), "{}", p.body);
+    let home = b.get("/");
+    assert_eq!(home.status, 200);
+    b
+}
+
+pub const ADMIN_EMAIL: &str = "admin@fabgate.local";
+/// The password `admin_session` gives the first administrator.
+pub const ADMIN_PASSWORD: &str = "correct horse 42";
 
 /// The real daemon binary, stopped (SIGKILL) on drop. Its log is forwarded with a prefix.
 pub struct TestDaemon {
@@ -415,23 +542,48 @@ impl Board {
 
     /// Publishes and returns the reply (parsed JSON) or None after 2 s, like the firmware.
     /// None also when the connection is gone (e.g. the daemon was killed on purpose).
+    /// Fails if a reply to an earlier message is still waiting (a late or stray reply).
+    #[track_caller]
     pub fn ask(&self, payload: &str) -> Option<Value> {
-        self.drain();
+        self.ask_within(payload, SILENCE)
+    }
+
+    /// `ask` with a wait of its own.
+    #[track_caller]
+    pub fn ask_within(&self, payload: &str, wait: Duration) -> Option<Value> {
+        self.no_leftover(payload);
         let topic = format!("machine/{}", self.id);
         self.client
             .publish(topic, QoS::AtMostOnce, false, payload.as_bytes().to_vec())
             .ok()?;
-        self.next_reply(Duration::from_secs(2))
+        self.next_reply(wait)
     }
 
     /// Like `ask`, but the reply must come. Waits longer than the firmware's 2 s: a busy
     /// 2-core CI machine running dozens of daemons must not turn into false failures
     /// (reply latency is measured by the load generator, not here).
+    #[track_caller]
     pub fn must(&self, payload: &str) -> Value {
-        self.drain();
+        self.no_leftover(payload);
         self.publish(payload);
         self.next_reply(TIMEOUT)
             .unwrap_or_else(|| panic!("no reply to {payload}"))
+    }
+
+    /// Fails on a reply already received before `payload` was asked: one the test did not
+    /// expect (a second answer, a stray or late reply). Other topics are skipped.
+    #[track_caller]
+    fn no_leftover(&self, payload: &str) {
+        let reply = format!("machine/{}/reply", self.id);
+        while let Ok(seen) = self.rx.try_recv() {
+            if let Seen::Message { topic, payload: p } = seen {
+                assert!(
+                    topic != reply,
+                    "before {payload}: a reply nobody asked for: {}",
+                    String::from_utf8_lossy(&p)
+                );
+            }
+        }
     }
 
     pub fn next_reply(&self, wait: Duration) -> Option<Value> {
@@ -453,10 +605,40 @@ impl Board {
         }
     }
 
-    /// Asserts nothing arrives on the reply topic for a while.
+    /// Asserts nothing arrives on the reply topic for the firmware's 2 s.
+    #[track_caller]
     pub fn expect_silence(&self) {
         if let Some(v) = self.next_reply(SILENCE) {
             panic!("expected no reply, got {v}");
+        }
+    }
+
+    /// Subscribes to every topic (`#`): replies to other topics than this board's show.
+    pub fn watch_all(&self) {
+        self.client.subscribe("#", QoS::AtMostOnce).unwrap();
+        loop {
+            match self.rx.recv_timeout(TIMEOUT) {
+                Ok(Seen::SubAck) => return,
+                Ok(_) => continue,
+                other => panic!("no SUBACK for #: {other:?}"),
+            }
+        }
+    }
+
+    /// Everything that arrives within `wait` (after `watch_all`: on any topic), as
+    /// (topic, payload) pairs.
+    pub fn collect(&self, wait: Duration) -> Vec<(String, String)> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Seen::Message { topic, payload }) => {
+                    out.push((topic, String::from_utf8_lossy(&payload).into_owned()))
+                }
+                Ok(_) => continue,
+                Err(_) => return out,
+            }
         }
     }
 

@@ -1,11 +1,13 @@
 //! A small real SMTP server for tests: plain SMTP on 127.0.0.1 (EHLO/HELO, MAIL FROM,
 //! RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT). It records every accepted message,
-//! can be stopped and started again on the same port, and can be told to answer RCPT with
-//! a temporary (451) or permanent (550) refusal.
+//! can be stopped and started again on the same port (kept bound: `common::server`), can be
+//! told to answer RCPT with a temporary (451) or permanent (550) refusal, and can withhold
+//! the answer to its Nth message (a server that took a message and has not said so yet).
 
+use super::server::LocalServer;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,102 +53,94 @@ pub enum Rcpt {
     Permanent,
 }
 
+#[derive(Default)]
 struct Shared {
     mails: Mutex<Vec<Mail>>,
-    rcpt: Mutex<Rcpt>,
+    rcpt: Mutex<Option<Rcpt>>,
     /// Pause between taking a message and answering 250 (a slow server; a client that
     /// dies in this window has had its message accepted without knowing it).
     delay: Mutex<Duration>,
+    /// DATA commands completed so far (the message read), whatever came of them.
+    datas: AtomicUsize,
+    /// Hold the answer to this DATA (1-based) until `release`.
+    stall_at: Mutex<Option<usize>>,
+    /// The stalled message was taken and waits for its 250.
+    stalled: AtomicBool,
 }
 
+/// The SMTP fake; its port stays bound from creation to drop (`common::server`).
 pub struct SmtpServer {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    running: Option<Arc<AtomicBool>>,
+    server: LocalServer,
 }
 
 impl SmtpServer {
     /// Binds a free port and serves.
     pub fn start() -> SmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut s = SmtpServer {
-            addr,
-            shared: Arc::new(Shared {
-                mails: Mutex::default(),
-                rcpt: Mutex::new(Rcpt::Accept),
-                delay: Mutex::default(),
-            }),
-            running: None,
-        };
-        s.serve(listener);
+        let s = Self::reserve();
+        s.server.restart();
         s
     }
 
-    /// A port that was free a moment ago, with the server not yet listening.
+    /// A free port held, the server down (connections closed) until `restart`.
     pub fn reserve() -> SmtpServer {
-        let mut s = Self::start();
-        s.stop();
-        s
+        let shared = Arc::new(Shared::default());
+        let sh = shared.clone();
+        let server = LocalServer::stopped(Arc::new(move |stream, alive| {
+            let _ = session(stream, &sh, &alive);
+        }));
+        SmtpServer {
+            addr: server.addr,
+            shared,
+            server,
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    fn serve(&mut self, listener: TcpListener) {
-        let running = Arc::new(AtomicBool::new(true));
-        listener.set_nonblocking(true).unwrap();
-        let (shared, flag) = (self.shared.clone(), running.clone());
-        std::thread::spawn(move || {
-            while flag.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let shared = shared.clone();
-                        let flag = flag.clone();
-                        std::thread::spawn(move || {
-                            let _ = session(stream, &shared, &flag);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        self.running = Some(running);
-    }
-
-    /// Stops listening (connections are refused); open sessions are dropped.
+    /// Down: connections are closed at once; open sessions are dropped.
     pub fn stop(&mut self) {
-        if let Some(flag) = self.running.take() {
-            flag.store(false, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.server.stop();
     }
 
-    /// Listens again on the same port.
+    /// Up again on the same port.
     pub fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot listen again on {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+        self.server.restart();
     }
 
     pub fn answer_rcpt(&self, rcpt: Rcpt) {
-        *self.shared.rcpt.lock().unwrap() = rcpt;
+        *self.shared.rcpt.lock().unwrap() = Some(rcpt);
     }
 
     /// Makes every accepted message wait `d` before its 250.
     pub fn set_delay(&self, d: Duration) {
         *self.shared.delay.lock().unwrap() = d;
+    }
+
+    /// The `n`th message (1-based, counted from the server's creation) is taken and
+    /// recorded, and its 250 withheld until `release` (or the server stops).
+    pub fn stall_at_data(&self, n: usize) {
+        *self.shared.stall_at.lock().unwrap() = Some(n);
+    }
+
+    /// Waits until the stalled message was taken; false after `timeout`.
+    pub fn wait_stalled(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.shared.stalled.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Answers the stalled message and stalls no more.
+    pub fn release(&self) {
+        *self.shared.stall_at.lock().unwrap() = None;
     }
 
     pub fn mails(&self) -> Vec<Mail> {
@@ -161,14 +155,8 @@ impl SmtpServer {
             if mails.len() >= n || Instant::now() > deadline {
                 return mails;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -217,7 +205,7 @@ fn session(stream: TcpStream, shared: &Shared, running: &AtomicBool) -> std::io:
             out.write_all(b"250 OK\r\n")?;
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = *shared.rcpt.lock().unwrap();
-            match rcpt {
+            match rcpt.unwrap_or(Rcpt::Accept) {
                 Rcpt::Accept => {
                     let addr = cmd[8..].trim().trim_start_matches('<');
                     to.push(addr.split('>').next().unwrap_or("").to_string());
@@ -250,6 +238,16 @@ fn session(stream: TcpStream, shared: &Shared, running: &AtomicBool) -> std::io:
                 to: std::mem::take(&mut to),
                 data,
             });
+            let n = shared.datas.fetch_add(1, Ordering::SeqCst) + 1;
+            if *shared.stall_at.lock().unwrap() == Some(n) {
+                shared.stalled.store(true, Ordering::SeqCst);
+                while *shared.stall_at.lock().unwrap() == Some(n) {
+                    if !running.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             std::thread::sleep(*shared.delay.lock().unwrap());
             out.write_all(b"250 OK queued\r\n")?;
         } else if upper == "RSET" {

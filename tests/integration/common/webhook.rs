@@ -1,8 +1,10 @@
-//! A fake Slack-compatible webhook receiver for tests (tiny_http on 127.0.0.1): records
-//! every POST (path, content type, body), answers a chosen status, and can be stopped
-//! (connections refused) and started again on the same port.
+//! A fake Slack-compatible webhook receiver for tests (plain HTTP/1.1 on 127.0.0.1, one
+//! request per connection): records every POST (path, content type, body), answers a chosen
+//! status, can lose an answer, and can be stopped (connections closed) and started again
+//! on the same port, which it never releases (`common::server`).
 
-use std::net::{SocketAddr, TcpListener};
+use super::server::{read_request, respond, LocalServer};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,32 +33,37 @@ struct Shared {
     hits: AtomicUsize,
     /// `Retry-After` seconds sent with a non-2xx answer (0 = none).
     retry_after: AtomicU16,
+    /// Take (record) the next post, then close the connection without answering.
+    drop_next_answer: AtomicBool,
 }
 
+/// The webhook fake; its port stays bound from creation to drop (`common::server`).
 pub struct Receiver {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    running: Option<Arc<AtomicBool>>,
+    server: LocalServer,
 }
 
 impl Receiver {
     pub fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut r = Receiver {
-            addr: listener.local_addr().unwrap(),
-            shared: Arc::new(Shared::default()),
-            running: None,
-        };
-        r.shared.status.store(200, Ordering::SeqCst);
-        r.serve(listener);
+        let r = Self::reserve();
+        r.server.restart();
         r
     }
 
-    /// A port with nothing listening yet (`restart` listens).
+    /// A held port with the receiver down (connections closed) until `restart`.
     pub fn reserve() -> Receiver {
-        let mut r = Self::start();
-        r.stop();
-        r
+        let shared = Arc::new(Shared::default());
+        shared.status.store(200, Ordering::SeqCst);
+        let sh = shared.clone();
+        let server = LocalServer::stopped(Arc::new(move |stream, _alive| {
+            let _ = handle(stream, &sh);
+        }));
+        Receiver {
+            addr: server.addr,
+            shared,
+            server,
+        }
     }
 
     /// The URL of `path` on this receiver.
@@ -74,71 +81,25 @@ impl Receiver {
         self.shared.retry_after.store(seconds, Ordering::SeqCst);
     }
 
+    /// The next post is taken (recorded as accepted) and its connection closed without an
+    /// answer: a response lost on the way back.
+    pub fn lose_next_answer(&self) {
+        self.shared.drop_next_answer.store(true, Ordering::SeqCst);
+    }
+
     /// Requests received so far, whatever they were answered.
     pub fn hits(&self) -> usize {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
-    fn serve(&mut self, listener: TcpListener) {
-        let server = tiny_http::Server::from_listener(listener, None).unwrap();
-        let running = Arc::new(AtomicBool::new(true));
-        let (shared, flag) = (self.shared.clone(), running.clone());
-        std::thread::spawn(move || {
-            while flag.load(Ordering::SeqCst) {
-                let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(20)) else {
-                    continue;
-                };
-                let mut body = String::new();
-                let _ = req.as_reader().read_to_string(&mut body);
-                let content_type = req
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("Content-Type"))
-                    .map(|h| h.value.to_string())
-                    .unwrap_or_default();
-                let status = shared.status.load(Ordering::SeqCst);
-                shared.hits.fetch_add(1, Ordering::SeqCst);
-                if (200..300).contains(&status) {
-                    shared.posts.lock().unwrap().push(Post {
-                        path: req.url().to_string(),
-                        content_type,
-                        body,
-                    });
-                }
-                let mut resp = tiny_http::Response::from_string("ok").with_status_code(status);
-                let after = shared.retry_after.load(Ordering::SeqCst);
-                if after > 0 && !(200..300).contains(&status) {
-                    let h = format!("Retry-After: {after}");
-                    resp = resp.with_header(h.parse::<tiny_http::Header>().unwrap());
-                }
-                let _ = req.respond(resp);
-            }
-        });
-        self.running = Some(running);
-    }
-
-    /// Stops listening: connections are refused.
+    /// Down: connections are closed at once.
     pub fn stop(&mut self) {
-        if let Some(flag) = self.running.take() {
-            flag.store(false, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.server.stop();
     }
 
-    /// Listens again on the same port.
+    /// Up again on the same port.
     pub fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("cannot listen again on {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+        self.server.restart();
     }
 
     /// Posts accepted so far.
@@ -154,7 +115,31 @@ impl Receiver {
             if p.len() >= n || Instant::now() >= deadline {
                 return p;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let req = read_request(&stream)?;
+    let status = shared.status.load(Ordering::SeqCst);
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    if (200..300).contains(&status) {
+        shared.posts.lock().unwrap().push(Post {
+            path: req.path.clone(),
+            content_type: req.header("Content-Type").unwrap_or("").to_string(),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+        });
+        if shared.drop_next_answer.swap(false, Ordering::SeqCst) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+    }
+    let after = shared.retry_after.load(Ordering::SeqCst);
+    let headers = if after > 0 && !(200..300).contains(&status) {
+        vec![("Retry-After", after.to_string())]
+    } else {
+        vec![]
+    };
+    respond(stream, status, &headers, "text/plain", "ok")
 }
