@@ -300,4 +300,86 @@ mod tests {
         );
         assert_eq!(encode("a b&c"), "a+b%26c");
     }
+
+    fn req(origin: Option<&str>, host: Option<&str>, site: Option<&str>) -> Req {
+        Req {
+            method: Method::Post,
+            path: "/x".into(),
+            query: vec![],
+            form: vec![],
+            cookies: vec![],
+            remote: None,
+            accept_language: None,
+            origin: origin.map(Into::into),
+            host: host.map(Into::into),
+            sec_fetch_site: site.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn same_origin_case_table() {
+        let host = Some("lab.local:8443");
+        // (Origin, Host, Sec-Fetch-Site) -> same origin?
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, bool);
+        let cases: &[Case] = &[
+            // Old browsers and tools send neither header: the CSRF token decides.
+            (None, host, None, true),
+            (None, None, None, true),
+            (Some("https://lab.local:8443"), host, None, true),
+            // The scheme is not compared: one port serves one scheme.
+            (Some("http://lab.local:8443"), host, None, true),
+            (
+                Some("https://lab.local:8443"),
+                host,
+                Some("same-origin"),
+                true,
+            ),
+            (None, host, Some("same-origin"), true),
+            // Typed in the address bar or a bookmark.
+            (None, host, Some("none"), true),
+            // Sec-Fetch-Site alone refuses, whatever Origin says.
+            (None, host, Some("cross-site"), false),
+            (None, host, Some("same-site"), false),
+            (
+                Some("https://lab.local:8443"),
+                host,
+                Some("cross-site"),
+                false,
+            ),
+            (None, host, Some(""), false),
+            // Origin alone refuses.
+            (Some("https://evil.example"), host, None, false),
+            (
+                Some("https://evil.example"),
+                host,
+                Some("same-origin"),
+                false,
+            ),
+            (Some("https://lab.local"), host, None, false),
+            (Some("https://lab.local:8444"), host, None, false),
+            (
+                Some("https://lab.local:8443.evil.example"),
+                host,
+                None,
+                false,
+            ),
+            (
+                Some("https://evil.example/lab.local:8443"),
+                host,
+                None,
+                false,
+            ),
+            (Some("null"), host, None, false),
+            (Some(""), host, None, false),
+            // No Host to compare with: Origin cannot be checked.
+            (Some("https://evil.example"), None, None, true),
+        ];
+        for &(origin, host, site, want) in cases {
+            assert_eq!(
+                req(origin, host, site).same_origin(),
+                want,
+                "Origin {origin:?}, Host {host:?}, Sec-Fetch-Site {site:?}"
+            );
+        }
+    }
 }

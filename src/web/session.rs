@@ -152,6 +152,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn csrf_ok_case_table() {
+        let session = Session {
+            member_id: 1,
+            name: "Anna".into(),
+            csrf: "0123456789abcdef0123456789abcdef".into(),
+            language: None,
+            must_change_password: false,
+            card_uid: None,
+        };
+        let cases: &[(&str, bool)] = &[
+            ("0123456789abcdef0123456789abcdef", true),
+            ("", false),
+            ("0123456789abcdef0123456789abcdeF", false),
+            ("0123456789ABCDEF0123456789ABCDEF", false),
+            ("0123456789abcdef0123456789abcde", false),
+            ("0123456789abcdef0123456789abcdef0", false),
+            (" 0123456789abcdef0123456789abcdef", false),
+            ("0123456789abcdef", false),
+            ("x123456789abcdef0123456789abcdef", false),
+        ];
+        for &(submitted, want) in cases {
+            assert_eq!(csrf_ok(&session, submitted), want, "{submitted:?}");
+        }
+        // A session without a token (never the case, but no empty match either).
+        let empty = Session {
+            csrf: String::new(),
+            ..session
+        };
+        assert!(!csrf_ok(&empty, "0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
     fn throttle_counts_per_ip_and_account() {
         let mut t = Throttle::default();
         for _ in 0..MAX_FAILURES_PER_ACCOUNT {

@@ -16,7 +16,7 @@ pub fn logged_in() -> (Lab, TestDaemon, Browser) {
 
 #[test]
 fn first_admin_must_change_the_one_time_password() {
-    let (_lab, d) = start_f();
+    let (lab, d) = start_f();
     let first = d
         .admin_password
         .clone()
@@ -81,8 +81,22 @@ fn first_admin_must_change_the_one_time_password() {
             .status,
         303
     );
-    // A restart does not create another admin.
+    // A restart does not create another admin, nor print another one-time password.
+    let admins = "SELECT COUNT(*) FROM members m JOIN roles r ON r.role_id = m.role_id
+                  WHERE r.backend_admin = 1 AND m.deleted = 0";
+    assert_eq!(lab.count(admins), 1);
     d.stop();
+    let d = lab.start();
+    assert_eq!(d.admin_password, None, "a second one-time password");
+    assert!(!d.log_contains("one-time password"));
+    assert_eq!(lab.count(admins), 1);
+    assert_eq!(lab.count("SELECT COUNT(*) FROM members"), 7);
+    let mut again = Browser::new(d.panel);
+    let p = again.post(
+        "/login",
+        &[("email", ADMIN_EMAIL), ("password", "long enough 1")],
+    );
+    assert_eq!(p.status, 303, "the admin's own password after a restart");
 }
 
 #[test]
@@ -127,20 +141,56 @@ fn session_cookie_and_security_headers() {
 
 #[test]
 fn state_changes_need_csrf_and_same_origin() {
-    let (_lab, _d, mut b) = logged_in();
+    let (lab, d, mut b) = logged_in();
     b.get("/");
+    let token = b.csrf.clone().unwrap();
     let p = b.post("/logout", &[("csrf", "forged")]);
     assert_eq!(p.status, 403);
+    let p = b.post("/logout", &[("csrf", "")]);
+    assert_eq!(p.status, 403);
+    // Each header refuses on its own, with the right CSRF token (one request each).
+    for header in [
+        ("Origin", "http://evil.example".to_string()),
+        ("Sec-Fetch-Site", "cross-site".to_string()),
+        ("Sec-Fetch-Site", "same-site".to_string()),
+    ] {
+        let p = b.post_raw(
+            "/settings",
+            &[
+                ("csrf", token.as_str()),
+                ("lab_name", "Forged"),
+                ("timezone", "Europe/Rome"),
+                ("language", ""),
+            ],
+            &[(header.0, header.1.as_str())],
+        );
+        assert_eq!(p.status, 403, "{header:?}");
+    }
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM settings WHERE value = 'Forged'"),
+        0
+    );
+    // The same form from the panel's own origin goes through: the refusals above were
+    // the headers', not the form's.
     let p = b.post_raw(
-        "/logout",
-        &[("csrf", b.csrf.clone().unwrap().as_str())],
+        "/settings",
         &[
-            ("Origin", "http://evil.example"),
-            ("Sec-Fetch-Site", "cross-site"),
+            ("csrf", token.as_str()),
+            ("lab_name", "Own origin"),
+            ("timezone", "Europe/Rome"),
+            ("language", ""),
+        ],
+        &[
+            ("Origin", format!("http://{}", d.panel).as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
         ],
     );
-    assert_eq!(p.status, 403);
-    // Still logged in after both refusals.
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM settings WHERE value = 'Own origin'"),
+        1
+    );
+    // Still logged in after the refusals.
     assert_eq!(b.get("/").status, 200);
     // GET never changes state: /logout by GET is not a route.
     assert_eq!(b.get("/logout").status, 404);
@@ -460,11 +510,24 @@ fn https_with_a_self_signed_certificate() {
         cookie.contains("Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
-    // Plain HTTP to the HTTPS port gets nowhere.
-    let mut plain = Browser::new(d.panel);
-    let refused =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plain.get("/login").status));
-    assert!(refused.map_or(true, |s| s != 200));
+    // Plain HTTP to the HTTPS port gets no page: the connection fails or is answered
+    // with something that is not the panel.
+    let plain = ureq::get(format!("http://{}/login", d.panel))
+        .config()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .call();
+    match plain {
+        Err(e) => assert!(!matches!(e, ureq::Error::Timeout(_)), "{e}"),
+        Ok(mut r) => {
+            let body = r.body_mut().read_to_string().unwrap_or_default();
+            assert!(
+                r.status() != 200 && !body.contains("password"),
+                "{} {body}",
+                r.status()
+            );
+        }
+    }
     // The certificate is reused at the next start (browsers keep their exception).
     let before = std::fs::read(&cert).unwrap();
     d.stop();
@@ -572,4 +635,167 @@ fn email_settings_never_show_the_stored_password() {
         ],
     );
     assert_eq!(stored(&lab), "");
+}
+
+/// The two headers a cross-site form post carries; each one alone must refuse.
+const FOREIGN: [(&str, &str); 2] = [
+    ("Origin", "http://evil.example"),
+    ("Sec-Fetch-Site", "cross-site"),
+];
+
+/// The POSTs that need no login (login, password reset, the phone sign-in link) check the
+/// origin themselves: each foreign header alone is refused and changes nothing, and the
+/// same request without it goes through.
+#[test]
+fn posts_without_login_check_the_origin_too() {
+    let (lab, d, mut admin) = logged_in();
+    // A phone sign-in link for Carla.
+    let p = admin.post("/presence/link", &[("member", "3"), ("action", "create")]);
+    let url = p
+        .body
+        .split("<code>")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .unwrap_or_else(|| panic!("no link in {}", p.body))
+        .to_string();
+    let phone = format!("/in/{}", url.rsplit('/').next().unwrap());
+    let mut anon = Browser::new(d.panel);
+    let login = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
+    let reset = "/password/reset/".to_string() + &"ab".repeat(32);
+    let reset_form = [("new", "long enough 12"), ("repeat", "long enough 12")];
+    for header in FOREIGN {
+        let p = anon.post_raw("/login", &login, &[header]);
+        assert_eq!(p.status, 403, "/login {header:?}");
+        assert!(p.header("set-cookie").is_none(), "/login {header:?}");
+        let p = anon.post_raw("/password/forgot", &[("email", ADMIN_EMAIL)], &[header]);
+        assert_eq!(p.status, 403, "/password/forgot {header:?}");
+        let p = anon.post_raw(&reset, &reset_form, &[header]);
+        assert_eq!(p.status, 403, "/password/reset {header:?}");
+        let p = anon.post_raw(&phone, &[], &[header]);
+        assert_eq!(p.status, 403, "/in {header:?}");
+    }
+    assert_eq!(lab.count("SELECT COUNT(*) FROM password_resets"), 0);
+    assert_eq!(lab.count("SELECT COUNT(*) FROM presence"), 0);
+    // Without the foreign header each is taken.
+    let p = anon.post_raw("/login", &login, &[]);
+    assert_eq!(p.status, 303);
+    let p = anon.post_raw("/password/forgot", &[("email", ADMIN_EMAIL)], &[]);
+    assert_eq!(p.status, 200);
+    assert_eq!(lab.count("SELECT COUNT(*) FROM password_resets"), 1);
+    let p = anon.post_raw(&reset, &reset_form, &[]);
+    assert_ne!(p.status, 403, "an unknown reset token: {}", p.body);
+    let p = anon.post_raw(&phone, &[], &[]);
+    assert_eq!(p.status, 200);
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM presence WHERE member_id = 3"),
+        1
+    );
+}
+
+/// A POST without a session is refused (never a redirect that a script could follow) and
+/// changes nothing; so is one from a session that has not changed its one-time password.
+#[test]
+fn posts_need_a_session_and_a_changed_password() {
+    let (lab, d) = start_f();
+    let mut anon = Browser::new(d.panel);
+    anon.get("/login");
+    let settings = [
+        ("lab_name", "Changed"),
+        ("timezone", "Europe/Rome"),
+        ("language", ""),
+    ];
+    let p = anon.post("/settings", &settings);
+    assert_eq!(p.status, 403, "{}", p.body);
+    let p = anon.post("/members", &[("name", "Intruder"), ("role", "1")]);
+    assert_eq!(p.status, 403, "{}", p.body);
+    // A made-up cookie is no session either.
+    anon.cookie = Some("ab".repeat(32));
+    assert_eq!(anon.post("/settings", &settings).status, 403);
+    // Logged in with the one-time password: only /password and /logout take a POST.
+    let mut b = Browser::new(d.panel);
+    let first = d.admin_password.clone().unwrap();
+    b.login(ADMIN_EMAIL, &first);
+    b.get("/password");
+    let p = b.post("/settings", &settings);
+    assert_eq!(p.location.as_deref(), Some("/password"), "{}", p.body);
+    let p = b.post("/members", &[("name", "Intruder"), ("role", "1")]);
+    assert_eq!(p.location.as_deref(), Some("/password"), "{}", p.body);
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM settings WHERE value = 'Changed'"),
+        0
+    );
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM members WHERE name = 'Intruder'"),
+        0
+    );
+}
+
+/// A session lives while its member may use the panel and is not idle too long; each
+/// login gets a token of its own.
+#[test]
+fn sessions_end_on_lost_access_and_idleness_and_logins_get_new_tokens() {
+    let (lab, d, mut b) = logged_in();
+    let first_token = b.cookie.clone().unwrap();
+    // Logging in again (even from the same browser, with its old cookie) makes a new token.
+    let p = b.post(
+        "/login",
+        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+    );
+    assert_eq!(p.status, 303);
+    let second_token = b.cookie.clone().unwrap();
+    assert_ne!(
+        first_token, second_token,
+        "the session token was kept at login"
+    );
+    let mut other = Browser::new(d.panel);
+    other.post(
+        "/login",
+        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+    );
+    assert_ne!(other.cookie.clone().unwrap(), second_token);
+    // Idle: 12 hours (the default) less a minute is alive, more than 12 hours is not.
+    let idle = 12 * 3600;
+    lab.sql(&format!(
+        "UPDATE web_sessions SET last_seen = {}",
+        now() - idle + 60
+    ));
+    assert_eq!(b.get("/").status, 200);
+    lab.sql(&format!(
+        "UPDATE web_sessions SET last_seen = {}",
+        now() - idle - 60
+    ));
+    assert_eq!(b.get("/").location.as_deref(), Some("/login"));
+    assert_eq!(other.get("/").location.as_deref(), Some("/login"));
+    // The role loses its panel capability: an open session ends at its next request.
+    let mut c = Browser::new(d.panel);
+    c.post(
+        "/login",
+        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+    );
+    assert_eq!(c.get("/").status, 200);
+    lab.sql(
+        "UPDATE roles SET backend_admin = 0 WHERE role_id =
+           (SELECT role_id FROM members WHERE email = 'admin@fabgate.local')",
+    );
+    assert_eq!(c.get("/").location.as_deref(), Some("/login"));
+    assert_eq!(c.post("/logout", &[]).status, 403);
+}
+
+/// Ten failed logins from one address, each to a different account (under the
+/// per-account limit), lock that address out, even for the right password.
+#[test]
+fn login_is_throttled_per_address_across_accounts() {
+    let (_lab, d, _b) = logged_in();
+    let mut b = Browser::new(d.panel);
+    for i in 0..10 {
+        let email = format!("guess{i}@example.org");
+        let p = b.post("/login", &[("email", &email), ("password", "guess")]);
+        assert_eq!(p.status, 401, "attempt {i}");
+    }
+    let p = b.post(
+        "/login",
+        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+    );
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.header("set-cookie").is_none());
 }
