@@ -163,8 +163,45 @@ mod tests {
         assert!(disk_space(Path::new("/no/such/dir")).is_none());
         assert!(uptime().unwrap() > Duration::ZERO);
         assert!(rss_bytes().unwrap() > 100_000);
-        let _ = clock_synchronised();
-        let _ = throttled();
+    }
+
+    #[test]
+    fn clock_and_throttling_readings_agree_with_the_system() {
+        // The kernel's own answer: adjtimex's TIME_ERROR means "not synchronised". Where
+        // timedatectl answers, it decides; either way a reading is there on Linux.
+        let sync = clock_synchronised();
+        // SAFETY: adjtimex with modes = 0 only reads the kernel's clock state.
+        let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+        let state = unsafe { libc::adjtimex(&mut tx) };
+        let timedatectl = Command::new("timedatectl")
+            .args(["show", "-p", "NTPSynchronized", "--value"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        match timedatectl.as_deref() {
+            Some("yes") => assert_eq!(sync, Some(true)),
+            Some("no") => assert_eq!(sync, Some(false)),
+            _ if state == -1 => assert_eq!(sync, None),
+            _ => assert_eq!(
+                sync,
+                Some(state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0)
+            ),
+        }
+        // Off a Pi (no sysfs file, no vcgencmd) there is no reading; on one it parses.
+        let t = throttled();
+        let sysfs = std::fs::read_to_string(THROTTLED_SYSFS).ok();
+        match sysfs {
+            Some(text) => assert_eq!(t, parse_hex(text.trim()).map(Throttled)),
+            None if Command::new("vcgencmd")
+                .arg("get_throttled")
+                .output()
+                .is_err() =>
+            {
+                assert_eq!(t, None)
+            }
+            None => {}
+        }
     }
 
     #[test]

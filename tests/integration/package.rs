@@ -82,11 +82,14 @@ fn stubs(dir: &Path, log: &Path) {
 #[test]
 fn the_debian_package_installs_binary_unit_conffile_and_scripts() {
     if !cargo_deb_available() {
+        // Skipped only on explicit request, loudly; otherwise a missing tool is a failure,
+        // not a pass (.ci/run installs it).
         assert!(
-            std::env::var_os("CI").is_none(),
-            "cargo-deb missing in CI: .ci/run installs it"
+            std::env::var_os("FABGATE_SKIP_PACKAGE").is_some(),
+            "the package test needs cargo-deb: cargo install --locked cargo-deb (.ci/run \
+             does), or set FABGATE_SKIP_PACKAGE=1 to skip it on this machine"
         );
-        eprintln!("SKIPPED: cargo-deb is not installed (cargo install --locked cargo-deb)");
+        eprintln!("package test SKIPPED: FABGATE_SKIP_PACKAGE is set");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

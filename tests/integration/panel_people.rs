@@ -550,7 +550,14 @@ fn the_member_list_pages_and_staff_choose_their_language() {
          INSERT INTO members (name, surname, role_id, card_uid, created_at)
          SELECT 'Zed', printf('%03d', i), 3, printf('ee%06x', i), 0 FROM n",
     );
+    // Rows of the members list; an error page (no list, no count) is no "0 rows".
     let rows = |p: &Page| {
+        assert_eq!(p.status, 200, "{}", p.body);
+        assert!(
+            p.body.contains("Members found: "),
+            "not the list: {}",
+            p.body
+        );
         p.body
             .split("<tbody>")
             .nth(1)
