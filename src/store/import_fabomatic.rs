@@ -1254,7 +1254,7 @@ mod tests {
     use crate::store::queries;
     use sha2::{Digest, Sha256};
     use std::path::PathBuf;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     fn samples_dir() -> PathBuf {
         PathBuf::from(concat!(
@@ -1531,14 +1531,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = fresh_store(&dir, "lab.db");
 
+            // No time bound: speed belongs to benchmarks, not a debug build on CI.
             let t = Instant::now();
             let report = import(&store, &db, false).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let took = t.elapsed();
-            eprintln!("{name}: {took:?}\n{report}\n");
-            assert!(
-                took < Duration::from_secs(5),
-                "{name}: import took {took:?}"
-            );
+            eprintln!("{name}: {:?}\n{report}\n", t.elapsed());
 
             let src = open_source(&db);
             let want = expected(&src);

@@ -113,19 +113,28 @@ fn no_watchdog_pings_without_watchdog_usec() {
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let _d = TestDaemon::spawn_env(
+    let d = TestDaemon::spawn_env(
         &lab.config_path(),
         &[("NOTIFY_SOCKET", path.to_str().unwrap())],
     );
     let mut seen = Vec::new();
     assert!(wait_datagram(&sock, "READY=1", &mut seen), "{seen:?}");
-    std::thread::sleep(Duration::from_millis(600));
-    sock.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 512];
-    while let Ok(n) = sock.recv(&mut buf) {
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        assert!(!text.contains("WATCHDOG=1"), "{text}");
+    // The daemon lives through two of its own stats ticks (1 s apart here: twice the
+    // 500 ms ping interval of the test above), then stops: every datagram it ever sent
+    // is in `seen` by STOPPING=1, and none is a watchdog ping.
+    let b = d.board("1");
+    b.client
+        .subscribe("stats/#", rumqttc::QoS::AtMostOnce)
+        .unwrap();
+    for _ in 0..2 {
+        assert!(b.next_on("stats/fabgate", WAIT).is_some(), "no stats tick");
     }
+    d.stop();
+    assert!(wait_datagram(&sock, "STOPPING=1", &mut seen), "{seen:?}");
+    assert!(
+        !seen.iter().any(|m| m.lines().any(|l| l == "WATCHDOG=1")),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -249,16 +258,24 @@ fn doctor_reports_what_to_fix_and_passes_on_a_sound_lab() {
     }
     // Port held by the running daemon: still fine.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = holder.local_addr().unwrap().port();
     let cfg = lab.dir.path().join("port.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[store]\ndata_dir = {:?}\n[broker]\nlisten = \"127.0.0.1:{port}\"\n",
-            lab.dir.path().display().to_string()
-        ),
-    )
-    .unwrap();
+    // Free ports of our own for the panel (never the default 8443, which parallel tests
+    // and other programs share).
+    let write_cfg = |mqtt: std::net::SocketAddr, panel: std::net::SocketAddr| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[store]\ndata_dir = {:?}\n[broker]\nlisten = \"{mqtt}\"\n[web]\nlisten = \"{panel}\"\nhttps = false\n",
+                lab.dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    let panel_holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    write_cfg(
+        holder.local_addr().unwrap(),
+        panel_holder.local_addr().unwrap(),
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
         .args(["--config", cfg.to_str().unwrap(), "doctor"])
         .output()
@@ -269,9 +286,11 @@ fn doctor_reports_what_to_fix_and_passes_on_a_sound_lab() {
         stdout.contains("FAIL  MQTT port") && stdout.contains("fix:"),
         "{stdout}"
     );
-    // The same port held by a running fabgate on this data directory is fine.
-    drop(holder);
-    let _d = TestDaemon::spawn(&cfg);
+    // The ports held by a running fabgate on this data directory are fine: the daemon
+    // takes free ports (port 0), and the doctor is told the ones it got.
+    drop((holder, panel_holder));
+    let d = lab.start();
+    write_cfg(d.mqtt, d.panel);
     let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
         .args(["--config", cfg.to_str().unwrap(), "doctor"])
         .output()

@@ -210,7 +210,7 @@ fn sessions_wait_for_google_across_a_restart_and_arrive_once() {
         "SELECT COUNT(*) FROM outbox WHERE kind = 'calendar' AND state = 'sent'",
         3,
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    lab.wait_kind_settled("calendar");
     let events = g.events();
     assert_eq!(events.len(), 2, "{events:?}");
     let laser = &events[&event_id(&lab, Kind::Use, 2)];

@@ -33,7 +33,8 @@ fn backup_while_a_board_writes() {
             n
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The board is writing before the first backup.
+    lab.wait_count_until("SELECT COUNT(*) FROM uses", |n| n >= 2);
     let mut last = 0;
     for i in 0..3 {
         let path = lab.dir.path().join(format!("b{i}.db"));
@@ -107,12 +108,19 @@ fn daily_backups_rotate_to_keep_n() {
     let d = lab.start();
     assert!(d.wait_log("daily backup"), "no daily backup logged");
     assert!(d.wait_log("deleted old backup"));
-    std::thread::sleep(Duration::from_millis(200));
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    // The old ones go one by one: wait for the directory to be down to its count.
+    let list = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while list().len() > 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut names = list();
     names.sort();
     assert_eq!(names.len(), 4, "{names:?}");
     assert_eq!(

@@ -145,7 +145,9 @@ fn password_reset_by_email_end_to_end_in_the_members_language() {
     );
 
     let mails = smtp.wait_for(1, WAIT);
-    std::thread::sleep(Duration::from_millis(1500));
+    // One row, delivered: nothing more can arrive.
+    lab.wait_outbox_settled();
+    assert_eq!(lab.count("SELECT COUNT(*) FROM outbox"), 1);
     let mails_after = smtp.mails();
     assert_eq!(mails_after.len(), 1, "only the known address gets a mail");
     let mail = &mails[0];
@@ -251,7 +253,8 @@ fn offline_email_waits_and_arrives_once_across_a_daemon_restart() {
     smtp.restart();
     let d = lab.start();
     let mails = smtp.wait_for(3, WAIT);
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 3);
+    lab.wait_outbox_settled();
     assert_eq!(
         smtp.mails().len(),
         3,

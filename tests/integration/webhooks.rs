@@ -40,7 +40,8 @@ fn a_board_session_posts_the_two_configured_messages() {
     b.must(r#"{"action":"inuse", "uid":"aabbccd3","duration":30}"#);
     b.must(r#"{"action":"stopuse", "uid":"aabbccd3","duration":600}"#);
     let posts = machines.wait_for(2, WAIT);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Every row delivered: nothing more can arrive.
+    lab.wait_kind_settled("webhook");
     let posts_after = machines.posts();
     assert_eq!(posts_after.len(), 2, "exactly two posts: {posts_after:?}");
     let texts: Vec<String> = posts.iter().map(|p| p.text()).collect();
@@ -99,7 +100,7 @@ fn a_receiver_that_is_down_gets_the_post_once_it_is_back() {
     );
     hook.answer(200);
     let posts = hook.wait_for(1, WAIT);
-    std::thread::sleep(Duration::from_millis(2500));
+    lab.wait_kind_settled("webhook");
     assert_eq!(hook.posts().len(), 1, "delivered once: {posts:?}");
     assert_eq!(posts[0].text(), "Dario D started DRILL 1");
     wait_until(&lab, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'", 1);
@@ -142,8 +143,19 @@ fn the_daemon_alerts_staff_once_when_maintenance_is_due() {
         ),
         1
     );
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(hook.posts().len(), 1);
+    // A restart checks the alerts again at once (its first stats message comes after):
+    // the alert still stands, so nothing is posted twice.
+    drop(_d);
+    let d = lab.start();
+    let watcher = d.board("1");
+    watcher
+        .client
+        .subscribe("stats/#", rumqttc::QoS::AtMostOnce)
+        .unwrap();
+    assert!(watcher.next_on("stats/fabgate", WAIT).is_some());
+    lab.wait_kind_settled("webhook");
+    assert_eq!(hook.posts().len(), 1, "{:?}", hook.posts());
+    assert!(!d.log_contains("alert: "), "the alert fired again");
 }
 
 /// Every way a session begins or ends is announced: a heartbeat for a start we missed, a
@@ -178,7 +190,7 @@ fn missed_starts_implicit_stops_and_orphans_are_announced() {
             "Dario D stopped DRILL 1 after 1 s",
         ]
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    lab.wait_kind_settled("webhook");
     assert_eq!(hook.posts().len(), 6, "{:?}", hook.posts());
 }
 
@@ -214,10 +226,19 @@ fn a_rate_limited_or_dead_receiver_is_not_hammered() {
         "both rows wait for the Retry-After"
     );
     hook.answer(200);
-    std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(hook.hits(), hits, "nothing sent during the Retry-After");
     let posts = hook.wait_for(2, WAIT);
     assert_eq!(posts.len(), 2);
+    // Nothing was sent during the Retry-After: after the first 429, the next request came
+    // 3 s later (2 s with the outbox's whole-second clock), not at the next poll.
+    let times = hook.hit_times();
+    assert!(hits >= 1);
+    for t in &times[1..] {
+        assert!(
+            t.duration_since(times[0]) >= Duration::from_secs(2),
+            "a request {:?} after the 429",
+            t.duration_since(times[0])
+        );
+    }
     assert!(now() >= t0 + 2, "delivered after the wait");
     assert!(d.log_contains("webhook server held for"));
 
@@ -238,14 +259,17 @@ fn a_rate_limited_or_dead_receiver_is_not_hammered() {
         "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state = 'pending' AND last_error IS NOT NULL",
         10,
     );
-    let attempts = || lab.count("SELECT SUM(attempts) FROM outbox WHERE kind = 'webhook'");
-    let before = attempts();
-    std::thread::sleep(Duration::from_millis(2500));
-    let tried = attempts() - before;
-    assert!(
-        tried <= 3,
-        "{tried} attempts in 2.5 s (retries every 1-2 s) for 10 rows to one dead receiver"
-    );
+    // Three connection attempts seen by the dead receiver: one per retry (1-2 s apart),
+    // not one per queued row (ten at once).
+    let conns = dead.server().wait_connections(3, WAIT);
+    assert!(conns.len() >= 3, "{} connections", conns.len());
+    for w in conns[..3].windows(2) {
+        assert!(
+            w[1].duration_since(w[0]) >= Duration::from_millis(500),
+            "two attempts {:?} apart for 10 rows to one dead receiver",
+            w[1].duration_since(w[0])
+        );
+    }
     dead.restart();
     assert_eq!(dead.wait_for(10, WAIT).len(), 10);
     wait_until(

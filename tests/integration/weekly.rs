@@ -5,7 +5,6 @@
 use crate::common::smtp::SmtpServer;
 use crate::common::*;
 use crate::sync::decoded;
-use std::time::Duration;
 
 #[test]
 fn the_cli_queues_last_weeks_summaries_and_the_daemon_delivers_them() {
@@ -63,8 +62,10 @@ fn the_cli_queues_last_weeks_summaries_and_the_daemon_delivers_them() {
     assert_eq!(lab.count("SELECT COUNT(*) FROM outbox"), 2);
 
     let _d = lab.start();
-    let mails = smtp.wait_for(2, Duration::from_secs(15));
-    std::thread::sleep(Duration::from_millis(1500));
+    let mails = smtp.wait_for(2, WAIT);
+    // Both rows delivered and none added by the daemon: nothing more can arrive.
+    lab.wait_outbox_settled();
+    assert_eq!(lab.count("SELECT COUNT(*) FROM outbox"), 2);
     assert_eq!(smtp.mails().len(), 2, "the daemon adds none: {mails:?}");
     let giulia = mails
         .iter()

@@ -119,6 +119,15 @@ impl Lab {
         self.wait_count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", 0);
     }
 
+    /// `wait_outbox_settled` for the rows of one kind (`email`, `webhook`, `calendar`).
+    #[track_caller]
+    pub fn wait_kind_settled(&self, kind: &str) {
+        self.wait_count(
+            &format!("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND kind = '{kind}'"),
+            0,
+        );
+    }
+
     fn write_config(&self, broker: &str, protocol: &str, web: &str) {
         let text = format!(
             "[store]\ndata_dir = {dir:?}\ndatabase = \"fabgate.db\"\nflush_interval_s = 3600\nsynchronous = \"normal\"\n\n\

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Serves one connection; `alive` turns false when the server is stopped.
 pub type Handler = dyn Fn(TcpStream, Arc<AtomicBool>) + Send + Sync + 'static;
@@ -20,6 +20,8 @@ pub struct LocalServer {
     up: Arc<Mutex<Option<Arc<AtomicBool>>>>,
     /// Ends the accept thread (on drop).
     open: Arc<AtomicBool>,
+    /// When each connection came, up or down.
+    connections: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl LocalServer {
@@ -37,11 +39,13 @@ impl LocalServer {
         listener.set_nonblocking(true).unwrap();
         let up: Arc<Mutex<Option<Arc<AtomicBool>>>> = Arc::default();
         let open = Arc::new(AtomicBool::new(true));
-        let (up2, open2) = (up.clone(), open.clone());
+        let connections: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let (up2, open2, conns) = (up.clone(), open.clone(), connections.clone());
         std::thread::spawn(move || {
             while open2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        conns.lock().unwrap().push(Instant::now());
                         let Some(alive) = up2.lock().unwrap().clone() else {
                             // Down: the client gets its connection closed, no greeting.
                             drop(stream);
@@ -55,7 +59,29 @@ impl LocalServer {
                 }
             }
         });
-        LocalServer { addr, up, open }
+        LocalServer {
+            addr,
+            up,
+            open,
+            connections,
+        }
+    }
+
+    /// When each connection so far came (whether the server was up or down).
+    pub fn connection_times(&self) -> Vec<Instant> {
+        self.connections.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` connections came; returns their times (fewer after `timeout`).
+    pub fn wait_connections(&self, n: usize, timeout: Duration) -> Vec<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.connection_times();
+            if c.len() >= n || Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn port(&self) -> u16 {

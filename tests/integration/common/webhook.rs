@@ -35,6 +35,7 @@ struct Shared {
     retry_after: AtomicU16,
     /// Take (record) the next post, then close the connection without answering.
     drop_next_answer: AtomicBool,
+    hit_times: Mutex<Vec<Instant>>,
 }
 
 /// The webhook fake; its port stays bound from creation to drop (`common::server`).
@@ -87,6 +88,16 @@ impl Receiver {
         self.shared.drop_next_answer.store(true, Ordering::SeqCst);
     }
 
+    /// The local server underneath (connection times).
+    pub fn server(&self) -> &LocalServer {
+        &self.server
+    }
+
+    /// When each request was received, whatever it was answered.
+    pub fn hit_times(&self) -> Vec<Instant> {
+        self.shared.hit_times.lock().unwrap().clone()
+    }
+
     /// Requests received so far, whatever they were answered.
     pub fn hits(&self) -> usize {
         self.shared.hits.load(Ordering::SeqCst)
@@ -123,6 +134,7 @@ impl Receiver {
 fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let req = read_request(&stream)?;
     let status = shared.status.load(Ordering::SeqCst);
+    shared.hit_times.lock().unwrap().push(Instant::now());
     shared.hits.fetch_add(1, Ordering::SeqCst);
     if (200..300).contains(&status) {
         shared.posts.lock().unwrap().push(Post {
