@@ -276,7 +276,7 @@ fn doctor_reports_what_to_fix_and_passes_on_a_sound_lab() {
         holder.local_addr().unwrap(),
         panel_holder.local_addr().unwrap(),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+    let out = fabgate_bin()
         .args(["--config", cfg.to_str().unwrap(), "doctor"])
         .output()
         .unwrap();
@@ -291,7 +291,7 @@ fn doctor_reports_what_to_fix_and_passes_on_a_sound_lab() {
     drop((holder, panel_holder));
     let d = lab.start();
     write_cfg(d.mqtt, d.panel);
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+    let out = fabgate_bin()
         .args(["--config", cfg.to_str().unwrap(), "doctor"])
         .output()
         .unwrap();

@@ -2,10 +2,9 @@
 //! State the CLI cannot create (uses, interventions, boards seen) is written straight into
 //! the database file with rusqlite, as the daemon would.
 
-use crate::common::Lab;
+use crate::common::{fabgate_bin, Lab};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
 /// The CLI tests' labs start without board credentials.
 trait Basics {
@@ -644,7 +643,7 @@ fn config_check_reports_the_file_or_the_bad_key() {
     );
 
     // The broken file given with --config is checked, not a startup failure.
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+    let out = fabgate_bin()
         .args(["--config", bad.to_str().unwrap(), "config", "check"])
         .env_remove("FABGATE_CONFIG")
         .output()
@@ -653,7 +652,7 @@ fn config_check_reports_the_file_or_the_bad_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_port"));
 
     // Neither file nor --config: the embedded defaults.
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+    let out = fabgate_bin()
         .args(["config", "check"])
         .env_remove("FABGATE_CONFIG")
         .current_dir(lab.dir.path())

@@ -13,7 +13,7 @@ fn bad_config_stops_the_start_with_file_key_and_hint() {
         "[broker]\nlisten = \"127.0.0.1:0\"\nlisten_port = 1883\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+    let out = fabgate_bin()
         .arg("--config")
         .arg(&bad)
         .env_remove("FABGATE_CONFIG")
@@ -26,10 +26,7 @@ fn bad_config_stops_the_start_with_file_key_and_hint() {
         "{err}"
     );
     // The same through FABGATE_CONFIG.
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
-        .env("FABGATE_CONFIG", &bad)
-        .output()
-        .unwrap();
+    let out = fabgate_bin().env("FABGATE_CONFIG", &bad).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_port"));
 }
@@ -48,11 +45,7 @@ fn a_taken_port_is_reported_clearly() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fabgate"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = fabgate_bin().arg("--config").arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -68,7 +61,7 @@ fn no_arguments_starts_a_working_lab_on_embedded_defaults() {
     // a parallel suite may hold one, and then the clear refusal naming it is the expected
     // behaviour. Either way the outcome is an event: the ready line or the exit.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+    let mut child = fabgate_bin()
         .current_dir(dir.path())
         .env_remove("FABGATE_CONFIG")
         .env_remove("STATE_DIRECTORY")

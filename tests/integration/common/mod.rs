@@ -35,6 +35,24 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub const LAB_USER: &str = "user";
 pub const LAB_PASSWORD: &str = "password";
 
+/// The fabgate binary with none of the caller's environment that would change what it
+/// does (config path, systemd's variables, log filter): every test launch goes through
+/// here. Add `--config`, arguments and variables of the test's own.
+pub fn fabgate_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fabgate"));
+    for var in [
+        "FABGATE_CONFIG",
+        "STATE_DIRECTORY",
+        "RUST_LOG",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,13 +178,8 @@ impl Lab {
 
     /// The CLI against this lab.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fabgate"));
-        c.arg("--config")
-            .arg(self.config_path())
-            .args(args)
-            .env_remove("FABGATE_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("RUST_LOG");
+        let mut c = fabgate_bin();
+        c.arg("--config").arg(self.config_path()).args(args);
         c
     }
 
@@ -339,14 +352,9 @@ impl TestDaemon {
     /// Like `spawn`, with extra environment variables (e.g. a fake `NOTIFY_SOCKET`).
     pub fn spawn_env(config: &Path, env: &[(&str, &str)]) -> TestDaemon {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fabgate"))
+        let mut child = fabgate_bin()
             .arg("--config")
             .arg(config)
-            .env_remove("RUST_LOG")
-            .env_remove("FABGATE_CONFIG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
