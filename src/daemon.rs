@@ -180,6 +180,7 @@ impl Daemon {
                 .then(|| crate::sync::alerts::Alerts::from_config(&config.sync, store::now())),
             weekly: crate::config::weekday(&config.sync.weekly_summary_day)
                 .map(|d| (d, config.sync.weekly_summary_hour)),
+            clock_sync: jobs::ClockSync::from_config(&config.store.clock_sync),
         }
         .spawn()?;
         crate::sync::Worker {

@@ -16,6 +16,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// After a failed backup (disk full, USB stick gone), the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(3600);
 const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The full `integrity_check` (the start runs the quicker `quick_check`).
+const INTEGRITY_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
@@ -33,6 +35,7 @@ pub struct Daily {
     newest_backup: Option<Option<i64>>,
     next_backup_check: Option<Instant>,
     next_purge: Option<Instant>,
+    next_integrity_check: Option<Instant>,
 }
 
 impl Daily {
@@ -50,12 +53,23 @@ impl Daily {
             newest_backup: None,
             next_backup_check: None,
             next_purge: None,
+            next_integrity_check: None,
         }
     }
 
     /// Runs whatever is due; errors are logged, and retried later.
-    pub fn run(&mut self, conn: &mut Connection) {
+    pub fn run(&mut self, conn: &mut Connection, faults: &crate::metrics::Faults) {
         let now = Instant::now();
+        if self.next_integrity_check.is_none_or(|t| now >= t) {
+            self.next_integrity_check = Some(now + INTEGRITY_EVERY);
+            let started = Instant::now();
+            match store::startup::check(conn, true) {
+                Ok(()) => log::info!("integrity check: ok ({} ms)", started.elapsed().as_millis()),
+                Err(what) => {
+                    faults.damaged(&format!("PRAGMA integrity_check: {what}"), store::now())
+                }
+            }
+        }
         if self.retention.is_some() && self.next_purge.is_none_or(|t| now >= t) {
             self.next_purge = Some(now + PURGE_EVERY);
             if let Err(e) = self.purge(conn) {

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod backup;
+mod clock;
 mod hot;
 pub mod import_fabomatic;
 mod lock;
@@ -21,7 +22,8 @@ pub mod startup;
 mod workshop;
 
 pub use admin::*;
-pub use hot::{BoardInfo, Hot};
+pub use clock::*;
+pub use hot::{BoardInfo, Hot, Jump};
 pub use lock::{is_locked, DataLock, LOCK_FILE};
 pub use outbox::*;
 pub use people::*;

@@ -13,6 +13,13 @@ use std::sync::atomic::Ordering;
 
 /// Italian texts of this area (see `web::i18n`).
 pub const IT: &[(&str, &str)] = &[
+    ("Writes to the database fail since", "Le scritture sul database falliscono dalle"),
+    ("Boards get no reply to starts and stops and keep them until it is fixed; fabgate recovers by itself.", "Le schede non ricevono risposta ad avvii e arresti e li conservano finché non è risolto; fabgate riprende da solo."),
+    ("The database is damaged:", "Il database è danneggiato:"),
+    ("Stop fabgate and restore the newest backup (fabgate restore FILE).", "Ferma fabgate e ripristina il backup più recente (fabgate restore FILE)."),
+    ("Clock not synchronised: backups, purges, closing times and summaries wait until it is.", "Orologio non sincronizzato: backup, pulizie, orari di chiusura e riepiloghi aspettano che lo sia."),
+    ("replies withheld", "risposte trattenute"),
+    ("store errors", "errori del database"),
     ("Boards", "Schede"),
     ("Machine", "Macchina"),
     ("Firmware", "Firmware"),
@@ -191,6 +198,7 @@ fn system(cx: &mut Ctx) -> Resp {
     let (clock, boot) = (clock_synchronised(), crate::health::uptime());
     let body = html! {
         h1 { (tr(lang, "System")) }
+        (fault_notices(cx))
         section.counters {
             div.counter { b { (online) } span { (tr(lang, "Boards online")) } }
             div.counter { b { (crate::health::rss_bytes().map_or("?".into(), |b| format!("{:.1} MB", b as f64 / 1e6))) } span { (tr(lang, "Memory")) } }
@@ -245,7 +253,9 @@ fn system(cx: &mut Ctx) -> Resp {
             tr { th { (tr(lang, "Board messages")) } td {
                 (stats.received.load(Ordering::Relaxed)) " " (tr(lang, "received")) " · "
                 (stats.sent.load(Ordering::Relaxed)) " " (tr(lang, "answered")) " · "
-                (stats.dropped.load(Ordering::Relaxed)) " " (tr(lang, "dropped")) } }
+                (stats.dropped.load(Ordering::Relaxed)) " " (tr(lang, "dropped")) " · "
+                (stats.faults.withheld.load(Ordering::Relaxed)) " " (tr(lang, "replies withheld")) " · "
+                (stats.faults.store_errors.load(Ordering::Relaxed)) " " (tr(lang, "store errors")) } }
             tr { th { (tr(lang, "Database")) } td { (db_path.display()) } }
             tr { th { (tr(lang, "Outgoing messages")) } td {
                 (outbox.0) " " (tr(lang, "waiting")) " · " (outbox.1) " " (tr(lang, "failed")) " · "
@@ -537,5 +547,31 @@ fn save_language(cx: &mut Ctx) -> Resp {
     ) {
         Ok(_) => Resp::redirect("/settings?ok=saved"),
         Err(e) => cx.failure(&e.into()),
+    }
+}
+
+/// Red lines for store faults and the clock (issue 12), on the dashboard and this page:
+/// nothing while all is well.
+pub fn fault_notices(cx: &Ctx) -> maud::Markup {
+    let lang = cx.lang;
+    let faults = &cx.app.stats.faults;
+    html! {
+        @if let Some(f) = faults.write_fault() {
+            p.notice.error role="alert" {
+                (tr(lang, "Writes to the database fail since")) " " (time::datetime(&cx.tz, f.since)) ": "
+                (f.cause) ". " (tr(lang, "Boards get no reply to starts and stops and keep them until it is fixed; fabgate recovers by itself."))
+            }
+        }
+        @if let Some(f) = faults.damage() {
+            p.notice.error role="alert" {
+                (tr(lang, "The database is damaged:")) " " (f.cause) ". "
+                (tr(lang, "Stop fabgate and restore the newest backup (fabgate restore FILE)."))
+            }
+        }
+        @if !faults.clock_synchronised() {
+            p.notice.error role="status" {
+                (tr(lang, "Clock not synchronised: backups, purges, closing times and summaries wait until it is."))
+            }
+        }
     }
 }
