@@ -63,7 +63,6 @@ fn alert(conn: &mut Connection, faults: &Faults) -> store::Result<()> {
     let result = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (kind, since, c) in &conditions {
-            log::warn!("alert: {}", c.en);
             for (member_id, name, address, italian) in alerts::staff(&tx)? {
                 let mail = alerts::alert_email(italian, &name, &address, c);
                 let key = format!("{kind}:{since}:{member_id}");
@@ -76,6 +75,9 @@ fn alert(conn: &mut Connection, faults: &Faults) -> store::Result<()> {
     })();
     match result {
         Ok(()) => {
+            for (_, _, c) in &conditions {
+                log::warn!("alert: {}", c.en);
+            }
             faults.set_alerted(write.map(|f| f.since), damage.map(|f| f.since));
             crate::sync::wake();
             Ok(())
