@@ -364,7 +364,7 @@ pub fn close_orphans(ctx: &mut Ctx) -> Result<usize> {
 pub fn rebase(db: &Connection, jump: store::Jump) -> Result<()> {
     let open = store::shift_open_uses(db, jump.shift)?;
     let stamped = match jump.stale_since {
-        Some(since) => store::shift_stamped_since(db, since, jump.shift)?,
+        Some(since) => store::shift_stamped_between(db, since, jump.before + 1, jump.shift)?,
         None => 0,
     };
     log::warn!(

@@ -35,27 +35,32 @@ pub fn shift_open_uses(conn: &Connection, shift: i64) -> Result<usize> {
         .execute([shift])?)
 }
 
-/// Moves what was stamped at or after `since` (old clock) by `shift` seconds: closed uses,
-/// interventions, machines' and boards' last seen. Returns the uses moved.
-pub fn shift_stamped_since(conn: &Connection, since: i64, shift: i64) -> Result<usize> {
+/// Moves what was stamped from `since` to `before` (old clock) by `shift` seconds: closed
+/// uses, interventions, machines' and boards' last seen. Returns the uses moved.
+pub fn shift_stamped_between(
+    conn: &Connection,
+    since: i64,
+    before: i64,
+    shift: i64,
+) -> Result<usize> {
     let uses = conn.execute(
         "UPDATE uses SET start_ts = start_ts + ?2, last_seen = last_seen + ?2,
            end_ts = end_ts + ?2, start_ms = start_ms + ?2 * 1000
-         WHERE end_ts IS NOT NULL AND start_ts >= ?1",
-        params![since, shift],
+         WHERE end_ts IS NOT NULL AND start_ts >= ?1 AND start_ts <= ?3",
+        params![since, shift, before],
     )?;
     conn.execute(
         "UPDATE interventions SET timestamp = timestamp + ?2, timestamp_ms = timestamp_ms + ?2 * 1000
-         WHERE timestamp >= ?1",
-        params![since, shift],
+         WHERE timestamp >= ?1 AND timestamp <= ?3",
+        params![since, shift, before],
     )?;
     conn.execute(
-        "UPDATE machines SET last_seen = last_seen + ?2 WHERE last_seen >= ?1",
-        params![since, shift],
+        "UPDATE machines SET last_seen = last_seen + ?2 WHERE last_seen BETWEEN ?1 AND ?3",
+        params![since, shift, before],
     )?;
     conn.execute(
-        "UPDATE boards SET last_seen = last_seen + ?2 WHERE last_seen >= ?1",
-        params![since, shift],
+        "UPDATE boards SET last_seen = last_seen + ?2 WHERE last_seen BETWEEN ?1 AND ?3",
+        params![since, shift, before],
     )?;
     Ok(uses)
 }

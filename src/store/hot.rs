@@ -23,6 +23,9 @@ pub struct Jump {
     /// jumped, when that clock was not synchronised: those rows move too. `None` = only
     /// what is still open (a synchronised clock's history stays as it was).
     pub stale_since: Option<i64>,
+    /// The time just before the jump, on the old clock: rows stamped later were stamped
+    /// on another clock (another process's, or the new one) and stay.
+    pub before: i64,
 }
 
 /// The wall clock checked against the monotonic one at every reading.
@@ -112,8 +115,10 @@ impl Hot {
         let j = self.pending_jump.get_or_insert(Jump {
             shift: 0,
             stale_since: None,
+            before: old_now,
         });
         j.shift += shift;
+        j.before = old_now;
         j.stale_since = match (j.stale_since, self.stale_since) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -134,6 +139,7 @@ impl Hot {
         let p = self.pending_jump.get_or_insert(Jump {
             shift: 0,
             stale_since: j.stale_since,
+            before: j.before,
         });
         p.shift += j.shift;
     }

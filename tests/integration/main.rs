@@ -18,6 +18,7 @@ mod panel_people;
 mod panel_presence;
 mod panel_workshop;
 mod readers;
+mod safety_clock;
 mod safety_faults;
 mod safety_sessions;
 mod safety_start;
