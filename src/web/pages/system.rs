@@ -19,6 +19,9 @@ pub const IT: &[(&str, &str)] = &[
     ("Stop fabgate and restore the newest backup (fabgate restore FILE).", "Ferma fabgate e ripristina il backup più recente (fabgate restore FILE)."),
     ("Clock not synchronised: backups, purges, closing times and summaries wait until it is.", "Orologio non sincronizzato: backup, pulizie, orari di chiusura e riepiloghi aspettano che lo sia."),
     ("replies withheld", "risposte trattenute"),
+    ("Retention is paused for the history imported on", "La conservazione è sospesa per lo storico importato il"),
+    ("Uses and interventions older than the retention period will be anonymised and old unknown cards deleted once you apply it; a backup is taken first.", "Utilizzi e interventi più vecchi del periodo di conservazione saranno anonimizzati e le vecchie tessere sconosciute eliminate quando la applichi; prima viene fatto un backup."),
+    ("Apply retention", "Applica la conservazione"),
     ("store errors", "errori del database"),
     ("Boards", "Schede"),
     ("Machine", "Macchina"),
@@ -96,6 +99,7 @@ pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
         (Method::Post, ["settings"]) => save_settings(cx),
         (Method::Post, ["settings", "language"]) => save_language(cx),
         (Method::Post, ["settings", "email"]) => save_email(cx),
+        (Method::Post, ["system", "retention"]) => confirm_retention(cx),
         _ => return None,
     })
 }
@@ -199,6 +203,16 @@ fn system(cx: &mut Ctx) -> Resp {
     let body = html! {
         h1 { (tr(lang, "System")) }
         (fault_notices(cx))
+        @if let Ok(Some(since)) = crate::lab::retention::held_since(cx.db) {
+            div.notice.info role="status" {
+                p { (tr(lang, "Retention is paused for the history imported on")) " " (time::datetime(&cx.tz, since)) ". "
+                    (tr(lang, "Uses and interventions older than the retention period will be anonymised and old unknown cards deleted once you apply it; a backup is taken first.")) }
+                form method="post" action="/system/retention" {
+                    (csrf_field(cx.csrf()))
+                    button.danger type="submit" { (tr(lang, "Apply retention")) }
+                }
+            }
+        }
         section.counters {
             div.counter { b { (online) } span { (tr(lang, "Boards online")) } }
             div.counter { b { (crate::health::rss_bytes().map_or("?".into(), |b| format!("{:.1} MB", b as f64 / 1e6))) } span { (tr(lang, "Memory")) } }
@@ -573,5 +587,18 @@ pub fn fault_notices(cx: &Ctx) -> maud::Markup {
                 (tr(lang, "Clock not synchronised: backups, purges, closing times and summaries wait until it is."))
             }
         }
+    }
+}
+
+/// Staff confirm the retention of an imported history; the jobs thread purges within a
+/// minute (with a backup first).
+fn confirm_retention(cx: &mut Ctx) -> Resp {
+    let me = cx.session.as_ref().map_or(0, |s| s.member_id);
+    match crate::lab::retention::confirm(cx.db) {
+        Ok(_) => {
+            log::info!("panel: member {me} confirmed the retention of the imported history");
+            Resp::redirect("/system")
+        }
+        Err(e) => cx.failure(&e),
     }
 }
