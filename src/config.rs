@@ -60,6 +60,12 @@ pub struct StoreConfig {
     /// open-use heartbeats) to the database. Keeps the SD card from being written every
     /// few seconds.
     pub flush_interval_s: u64,
+    /// When the clock counts as synchronised; until then time-based jobs (backup, purge,
+    /// closing time, summaries, alerts) wait and the dashboard says so. `auto` = the
+    /// kernel's word (`adjtimex`) on a Raspberry Pi (no battery clock), always elsewhere;
+    /// `kernel` = the kernel's word; `none` = never wait; `file:PATH` = once PATH exists
+    /// (e.g. systemd-timesyncd's `/run/systemd/timesync/synchronized`).
+    pub clock_sync: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -601,6 +607,7 @@ impl Default for StoreConfig {
             database: PathBuf::from("fabgate.db"),
             synchronous: Synchronous::Full,
             flush_interval_s: 120,
+            clock_sync: "auto".into(),
         }
     }
 }
@@ -789,6 +796,15 @@ impl Config {
         }
         if p.housekeeping_interval_ms == 0 {
             return Err(bad("protocol.housekeeping_interval_ms", "must be above 0"));
+        }
+        let c = self.store.clock_sync.as_str();
+        if !matches!(c, "auto" | "kernel" | "none")
+            && c.strip_prefix("file:").is_none_or(str::is_empty)
+        {
+            return Err(bad(
+                "store.clock_sync",
+                "must be \"auto\", \"kernel\", \"none\" or \"file:PATH\"",
+            ));
         }
         let b = &self.broker;
         if b.segment_size < 128 {

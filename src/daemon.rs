@@ -24,6 +24,80 @@ pub enum StartError {
     Thread(#[from] std::io::Error),
     #[error("{0}")]
     Web(#[from] crate::web::Error),
+    /// The start would lose or serve a lab it must not: the text says what to do.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How the daemon was asked to start.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Create a new, empty lab even where one existed (`--new-lab`).
+    pub new_lab: bool,
+    /// The `--config` given, repeated in the commands the refusals suggest.
+    pub config_arg: Option<std::path::PathBuf>,
+}
+
+impl StartOptions {
+    fn restore_command(&self, config: &Config) -> String {
+        let backup = store::startup::newest_backup(&config.backup_dir());
+        let config_arg = self
+            .config_arg
+            .as_ref()
+            .map(|p| format!("--config {} ", p.display()))
+            .unwrap_or_default();
+        match backup {
+            Some(b) => format!(
+                "restore the newest backup: `fabgate {config_arg}restore {}`, then start again",
+                b.display()
+            ),
+            None => format!(
+                "no daily backup in {}: restore a copy with `fabgate {config_arg}restore FILE`, \
+                 then start again",
+                config.backup_dir().display()
+            ),
+        }
+    }
+}
+
+/// Before the store is opened: no new lab where one existed, no damaged file served.
+fn preflight(config: &Config, opts: &StartOptions, had_lock: bool) -> Result<(), StartError> {
+    let path = config.database_path();
+    let dir = &config.store.data_dir;
+    if !store::startup::database_present(&path) {
+        let mut signs = store::startup::previous_lab_signs(dir, &path, &config.backup_dir());
+        if had_lock {
+            signs.push(format!(
+                "{} is left by a daemon that ran here",
+                dir.join(store::LOCK_FILE).display()
+            ));
+        }
+        if signs.is_empty() || opts.new_lab {
+            if opts.new_lab && !signs.is_empty() {
+                log::warn!("--new-lab: starting a new, empty lab in {}", dir.display());
+                // An empty file would be taken for a damaged one by SQLite's callers.
+                let _ = std::fs::remove_file(&path);
+            }
+            return Ok(());
+        }
+        return Err(StartError::Refused(format!(
+            "refusing to start a new, empty lab: the database {} is missing or empty, but a lab \
+             existed here:\n  - {}\nhint: {}\nhint: to start a new, empty lab anyway, start with \
+             `fabgate --new-lab`",
+            path.display(),
+            signs.join("\n  - "),
+            opts.restore_command(config)
+        )));
+    }
+    if let Err(what) = store::startup::check_file(&path, false) {
+        return Err(StartError::Refused(format!(
+            "the database {} is damaged (PRAGMA quick_check):\n  {}\nhint: stop here and {}",
+            path.display(),
+            what.replace('\n', "\n  "),
+            opts.restore_command(config)
+        )));
+    }
+    Ok(())
 }
 
 /// A running daemon.
@@ -42,8 +116,21 @@ const THREADS_START: Duration = Duration::from_secs(10);
 
 impl Daemon {
     pub fn start(config: &Config) -> Result<Daemon, StartError> {
+        Self::start_with(config, &StartOptions::default())
+    }
+
+    pub fn start_with(config: &Config, opts: &StartOptions) -> Result<Daemon, StartError> {
+        let had_lock = config.store.data_dir.join(store::LOCK_FILE).exists();
         let lock = store::DataLock::acquire(&config.store.data_dir)?;
-        let store = Store::open(&config.database_path(), config.store.synchronous)?;
+        preflight(config, opts, had_lock)?;
+        let store =
+            Store::open(&config.database_path(), config.store.synchronous).map_err(|e| match e
+                .is_damage()
+            {
+                true => StartError::Refused(format!("{e}\nhint: {}", opts.restore_command(config))),
+                false => e.into(),
+            })?;
+        store::startup::write_marker(&config.store.data_dir, store::now());
         // Before any thread may record a use: the lab queues calendar events from then on.
         crate::sync::calendar::configure(&config.sync);
         let auth = if config.broker.allow_anonymous {
@@ -93,6 +180,7 @@ impl Daemon {
                 .then(|| crate::sync::alerts::Alerts::from_config(&config.sync, store::now())),
             weekly: crate::config::weekday(&config.sync.weekly_summary_day)
                 .map(|d| (d, config.sync.weekly_summary_hour)),
+            clock_sync: jobs::ClockSync::from_config(&config.store.clock_sync),
         }
         .spawn()?;
         crate::sync::Worker {

@@ -139,6 +139,12 @@ pub fn clock_synchronised() -> Option<bool> {
             }
         }
     }
+    kernel_clock_synchronised()
+}
+
+/// The kernel's own word (`adjtimex`): synchronised once an NTP client (timesyncd, chrony,
+/// ntpd) has disciplined the clock. Works without systemd and without spawning anything.
+pub fn kernel_clock_synchronised() -> Option<bool> {
     // SAFETY: adjtimex with modes = 0 only reads the kernel's clock state into our struct.
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     let state = unsafe { libc::adjtimex(&mut tx) };
@@ -147,6 +153,11 @@ pub fn clock_synchronised() -> Option<bool> {
         libc::TIME_ERROR => Some(false),
         _ => Some(tx.status & libc::STA_UNSYNC == 0),
     }
+}
+
+/// Is this a Raspberry Pi (no battery clock: it boots on a stale time)?
+pub fn is_raspberry_pi() -> bool {
+    std::fs::read_to_string("/proc/device-tree/model").is_ok_and(|m| m.contains("Raspberry Pi"))
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! Periodic work on one thread: remote start/stop requests queued by other processes,
 //! orphan uses, flushing heartbeat state, the stats topic, the building register's
-//! reminder and closing times. Nothing here is on a board's
-//! request path.
-//! orphan uses, flushing heartbeat state, the stats topic, and once a day the backup and
-//! the retention purge (`daily`). Nothing here is on a board's request path.
+//! reminder and closing times, once a day the backup, the integrity check and the
+//! retention purge (`daily`), store faults and their staff alerts (`faults`), and the
+//! clock: jumps re-base open uses, and time-based work waits until it is synchronised
+//! (`clock`). Nothing here is on a board's request path.
 
+mod clock;
 mod daily;
+mod faults;
 
+pub use clock::ClockSync;
 pub use daily::{backup_due, Daily};
 
 use crate::broker::Broker;
@@ -39,7 +42,12 @@ pub struct Jobs {
     pub alerts: Option<crate::sync::alerts::Alerts>,
     /// Weekly summary: weekday (1 = Monday) and local hour; `None` = never.
     pub weekly: Option<(i8, u8)>,
+    /// Where "the clock is synchronised" comes from (`[store] clock_sync`).
+    pub clock_sync: ClockSync,
 }
+
+/// How often the clock's synchronisation is asked.
+const CLOCK_EVERY: Duration = Duration::from_secs(2);
 
 /// How often the alert conditions are checked.
 const ALERTS_EVERY: Duration = Duration::from_secs(60);
@@ -71,15 +79,28 @@ impl Jobs {
         let ip = host_ip(&host, self.broker.addr());
         let mut presence_checked = store::now();
         let mut last_alerts: Option<Instant> = None;
-        if let Err(e) = self.presence_catch_up(&mut conn, presence_checked) {
-            log::error!("presence: {e}");
-        }
+        let mut watch = faults::FaultWatch::default();
+        let mut last_clock: Option<Instant> = None;
+        let mut synced = self.clock_tick(true);
+        let mut caught_up = false;
+        let mut shifted = 0;
         loop {
             crate::watchdog::beat(&self.stats.jobs_alive_at);
             std::thread::sleep(self.tick);
-            if let Err(e) = self.presence_times(&mut conn, &mut presence_checked) {
-                log::error!("presence: {e}");
+            if last_clock.is_none_or(|t| t.elapsed() >= CLOCK_EVERY) {
+                last_clock = Some(Instant::now());
+                synced = self.clock_tick(synced);
             }
+            match self.rebase(&mut conn) {
+                // Times the jobs remember move with the clock, so a jump "passes" no
+                // closing time.
+                Ok(total) => {
+                    presence_checked += total - shifted;
+                    shifted = total;
+                }
+                Err(e) => log::error!("re-basing after a clock jump: {e}"),
+            }
+            watch.run(&mut conn, &self.stats.faults, store::now());
             if let Err(e) = self.remote_requests(&mut conn, &mut out) {
                 log::error!("remote requests: {e}");
             }
@@ -90,7 +111,27 @@ impl Jobs {
                     log::error!("closing orphan uses: {e}");
                 }
             }
-            self.daily.run(&mut conn);
+            if last_flush.elapsed() >= self.flush_every {
+                last_flush = Instant::now();
+                if let Err(e) = flush(&mut conn, &self.hot) {
+                    log::error!("flushing heartbeats: {e}");
+                }
+            }
+            if !synced {
+                // Time-based work waits for a synchronised clock (issue 12).
+                continue;
+            }
+            if !caught_up {
+                caught_up = true;
+                presence_checked = store::now();
+                if let Err(e) = self.presence_catch_up(&mut conn, presence_checked) {
+                    log::error!("presence: {e}");
+                }
+            }
+            if let Err(e) = self.presence_times(&mut conn, &mut presence_checked) {
+                log::error!("presence: {e}");
+            }
+            self.daily.run(&mut conn, &self.stats.faults);
             if last_alerts.is_none_or(|t| t.elapsed() >= ALERTS_EVERY) {
                 last_alerts = Some(Instant::now());
                 if let Err(e) = self.check_alerts(&mut conn) {
@@ -98,12 +139,6 @@ impl Jobs {
                 }
                 if let Err(e) = self.weekly_summary(&mut conn) {
                     log::error!("weekly summary: {e}");
-                }
-            }
-            if last_flush.elapsed() >= self.flush_every {
-                last_flush = Instant::now();
-                if let Err(e) = flush(&mut conn, &self.hot) {
-                    log::error!("flushing heartbeats: {e}");
                 }
             }
             if let Some(every) = self.stats_every {
@@ -279,22 +314,80 @@ impl Jobs {
         Ok(())
     }
 
+    /// Asks whether the clock is synchronised; tells the panel and the heartbeat state.
+    fn clock_tick(&self, was: bool) -> bool {
+        let synced = self.clock_sync.synchronised();
+        self.stats
+            .faults
+            .clock_unsynced
+            .store(!synced, Ordering::Relaxed);
+        if let Ok(mut hot) = self.hot.lock() {
+            let now = hot.now();
+            hot.set_clock_stale(!synced, now);
+        }
+        if synced != was {
+            if synced {
+                log::info!("the clock is synchronised: time-based jobs run");
+            } else {
+                log::warn!("the clock is not synchronised: backups, purges, closing times and summaries wait");
+            }
+        }
+        synced
+    }
+
+    /// Reads the clock; after a jump, re-bases the database. Returns the total shift so far.
+    fn rebase(&self, conn: &mut rusqlite::Connection) -> store::Result<i64> {
+        let mut hot = self
+            .hot
+            .lock()
+            .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+        hot.now();
+        let Some(j) = hot.take_jump() else {
+            return Ok(hot.shifted_total());
+        };
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            lab::rebase(&tx, j)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            hot.untake_jump(j);
+            return Err(e);
+        }
+        Ok(hot.shifted_total())
+    }
+
     fn orphans(&self, conn: &mut rusqlite::Connection) -> store::Result<()> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut jump = None;
         {
             let mut hot = self
                 .hot
                 .lock()
                 .map_err(|_| store::Error::Invalid("hot state poisoned".into()))?;
+            let now = hot.now();
+            if let Some(j) = hot.take_jump() {
+                jump = Some(j);
+                if let Err(e) = lab::rebase(&tx, j) {
+                    hot.untake_jump(j);
+                    return Err(e);
+                }
+            }
             let mut ctx = Ctx {
                 db: &tx,
                 hot: &mut hot,
-                now: store::now(),
+                now,
                 rules: &self.rules,
             };
             lab::close_orphans(&mut ctx)?;
         }
-        tx.commit()?;
+        if let Err(e) = tx.commit() {
+            if let (Some(j), Ok(mut hot)) = (jump, self.hot.lock()) {
+                hot.untake_jump(j);
+            }
+            return Err(e.into());
+        }
         crate::sync::wake_if_queued();
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use fabgate::cli::{self, Cli, Command};
-use fabgate::daemon::Daemon;
+use fabgate::daemon::{Daemon, StartOptions};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +23,13 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Run => run_daemon(&config),
+        Command::Run => run_daemon(
+            &config,
+            &StartOptions {
+                new_lab: args.new_lab,
+                config_arg: args.config.clone(),
+            },
+        ),
         command => {
             let level =
                 fabgate::config::log_level(&config.log.level).unwrap_or(log::LevelFilter::Info);
@@ -44,7 +50,7 @@ fn exit(result: cli::anyhow_lite::Result) -> ExitCode {
     }
 }
 
-fn run_daemon(config: &fabgate::config::Config) -> ExitCode {
+fn run_daemon(config: &fabgate::config::Config, opts: &StartOptions) -> ExitCode {
     let level = fabgate::config::log_level(&config.log.level).unwrap_or(log::LevelFilter::Info);
     fabgate::logging::init(level);
     // A panic in any thread (broker, board link, jobs) ends the process, so systemd restarts
@@ -61,7 +67,7 @@ fn run_daemon(config: &fabgate::config::Config) -> ExitCode {
             log::error!("cannot handle signal {signal}: {e}");
         }
     }
-    let daemon = match Daemon::start(config) {
+    let daemon = match Daemon::start_with(config, opts) {
         Ok(d) => d,
         Err(e) => {
             log::error!("{e}");

@@ -162,6 +162,8 @@ fn import_fabomatic(
         started.elapsed().as_secs_f64()
     );
     print!("{report}");
+    println!();
+    println!("{}", super::data::import_retention(config, &store)?);
     Ok(())
 }
 

@@ -66,10 +66,60 @@ pub fn restore(config: &Config, path: &Path) -> super::anyhow_lite::Result {
     emit(&out)
 }
 
-/// `fabgate purge`: the retention rules now, whatever `retention.enabled` says.
+/// After an import: what the retention rules will do to the imported history (issue 12).
+/// The daemon holds it until staff confirm; with nothing old enough, there is nothing to
+/// confirm and the hold is lifted at once.
+pub fn import_retention(config: &Config, store: &Store) -> Result<String, String> {
+    let rules = Retention::from_config(config);
+    let conn = store.connect().map_err(|e| e.to_string())?;
+    let p = retention::preview(&conn, &rules, store::now()).map_err(|e| e.to_string())?;
+    if p.rows() == 0 {
+        retention::confirm(&conn).map_err(|e| e.to_string())?;
+        return Ok(format!(
+            "Retention: nothing in the imported history is older than [retention] \
+             (uses {} days, interventions {} days, unknown cards {} days); it applies as usual.",
+            rules.uses_days, rules.interventions_days, rules.unknown_cards_days
+        ));
+    }
+    Ok(format!(
+        "Retention: {} imported uses older than {} days and {} interventions older than {} days \
+         would be anonymised (kept as \"Anonymous\" statistics), {} unknown cards older than {} \
+         days deleted.\nThe daemon leaves the imported history as it is until you confirm: run \
+         `fabgate purge` (a backup is taken first), or \"Apply retention\" on the panel's System \
+         page. To keep more, raise [retention] uses_days / interventions_days first.",
+        p.uses,
+        rules.uses_days,
+        p.interventions,
+        rules.interventions_days,
+        p.unknown_cards,
+        rules.unknown_cards_days
+    ))
+}
+
+/// `fabgate purge`: the retention rules now, whatever `retention.enabled` says. Running it
+/// is also the staff's confirmation for an imported history held since the import; more
+/// than a handful of changes get a backup first.
 pub fn purge(ctx: &mut Ctx) -> Outcome {
     let rules = Retention::from_config(ctx.config);
-    let report = ctx.write(|db| Ok(retention::purge(db, &rules, store::now())?))?;
+    let now = store::now();
+    let preview = ctx.read(|db| Ok(retention::preview(db, &rules, now)?))?;
+    if preview.rows() > retention::HANDFUL {
+        let path = backup::before_purge_path(&ctx.config.backup_dir(), now);
+        let r = backup::backup_from(&ctx.conn, &path)
+            .map_err(|e| format!("the backup before the purge failed, nothing was purged: {e}"))?;
+        ctx.line(format!(
+            "backup before the purge: {} ({} KiB)",
+            r.path.display(),
+            r.bytes.div_ceil(1024)
+        ));
+    }
+    let (report, confirmed) = ctx.write(|db| {
+        let confirmed = retention::confirm(db)?;
+        Ok((retention::purge(db, &rules, now)?, confirmed))
+    })?;
+    if confirmed {
+        ctx.line("the imported history's retention is confirmed");
+    }
     ctx.line(format!(
         "anonymised {} uses older than {} days and {} interventions older than {} days; \
          deleted {} unknown cards older than {} days",

@@ -63,7 +63,8 @@ pub fn run(config: &Config) -> super::anyhow_lite::Result {
         port(&mut r, "metrics port", addr, daemon_running);
     }
     data_dir(&mut r, &config.store.data_dir);
-    database(&mut r, &config.database_path());
+    database(&mut r, config);
+    writes(&mut r, &config.database_path());
     disk(&mut r, &config.store.data_dir);
     clock(&mut r);
     devices(&mut r);
@@ -124,7 +125,8 @@ fn data_dir(r: &mut Report, dir: &Path) {
     }
 }
 
-fn database(r: &mut Report, path: &Path) {
+fn database(r: &mut Report, config: &Config) {
+    let path = &config.database_path();
     if !path.exists() {
         r.add(
             Level::Ok,
@@ -148,11 +150,47 @@ fn database(r: &mut Report, path: &Path) {
             ),
             None,
         ),
+        Err(e) => {
+            let fix = match store::startup::newest_backup(&config.backup_dir()) {
+                Some(b) => format!(
+                    "stop fabgate and restore the newest backup: fabgate restore {}",
+                    b.display()
+                ),
+                None => format!(
+                    "stop fabgate and restore a backup (fabgate restore FILE); none in {}",
+                    config.backup_dir().display()
+                ),
+            };
+            r.add(Level::Fail, "database", &e.to_string(), Some(&fix))
+        }
+    }
+}
+
+/// A real write, committed and undone: the only way to see that the store takes writes
+/// (a full disk, a file system turned read-only, damage where the daemon writes).
+fn writes(r: &mut Report, path: &Path) {
+    if !store::startup::database_present(path) {
+        return;
+    }
+    let probe = || -> store::Result<()> {
+        let store = store::Store::open_existing(path, crate::config::Synchronous::Normal)?;
+        let mut conn = store.connect()?;
+        let tx = conn.transaction()?;
+        store::set_setting(&tx, "doctor_probe", &store::now().to_string())?;
+        tx.commit()?;
+        conn.execute("DELETE FROM settings WHERE key = 'doctor_probe'", [])?;
+        Ok(())
+    };
+    match probe() {
+        Ok(()) => r.add(Level::Ok, "database writes", "a test write was committed", None),
         Err(e) => r.add(
             Level::Fail,
-            "database",
-            &e.to_string(),
-            Some("restore the newest backup: fabgate restore /var/lib/fabgate/data/backups/fabgate-….db"),
+            "database writes",
+            &format!(
+                "writes fail: {}; boards get no reply to starts and stops until it is fixed",
+                crate::metrics::describe_store_error(&e.to_string())
+            ),
+            Some("free space (old backups, journalctl --vacuum-size=50M), check the SD card (dmesg: read-only remount), or restore a damaged database"),
         ),
     }
 }

@@ -26,6 +26,10 @@ pub struct Cli {
     /// Configuration file (TOML); every key has a default.
     #[arg(long, global = true, env = "FABGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Start a new, empty lab even though this data directory held one (its database is
+    /// missing or empty). Without it the daemon refuses and says how to restore a backup.
+    #[arg(long)]
+    pub new_lab: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -16,6 +16,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// After a failed backup (disk full, USB stick gone), the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(3600);
 const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The full `integrity_check` (the start runs the quicker `quick_check`).
+const INTEGRITY_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
@@ -33,6 +35,12 @@ pub struct Daily {
     newest_backup: Option<Option<i64>>,
     next_backup_check: Option<Instant>,
     next_purge: Option<Instant>,
+    next_integrity_check: Option<Instant>,
+    next_hold_check: Option<Instant>,
+    /// Whether an imported history's retention was held at the last check.
+    held: Option<bool>,
+    /// Where the backup before a large purge goes (the backup directory).
+    purge_backup_dir: PathBuf,
 }
 
 impl Daily {
@@ -50,12 +58,38 @@ impl Daily {
             newest_backup: None,
             next_backup_check: None,
             next_purge: None,
+            next_integrity_check: None,
+            next_hold_check: None,
+            held: None,
+            purge_backup_dir: config.backup_dir(),
         }
     }
 
     /// Runs whatever is due; errors are logged, and retried later.
-    pub fn run(&mut self, conn: &mut Connection) {
+    pub fn run(&mut self, conn: &mut Connection, faults: &crate::metrics::Faults) {
         let now = Instant::now();
+        if self.next_integrity_check.is_none_or(|t| now >= t) {
+            self.next_integrity_check = Some(now + INTEGRITY_EVERY);
+            let started = Instant::now();
+            match store::startup::check(conn, true) {
+                Ok(()) => log::info!("integrity check: ok ({} ms)", started.elapsed().as_millis()),
+                Err(what) => {
+                    faults.damaged(&format!("PRAGMA integrity_check: {what}"), store::now())
+                }
+            }
+        }
+        // Staff confirmed an imported history's retention (panel or CLI): purge now.
+        if self.retention.is_some() && self.next_hold_check.is_none_or(|t| now >= t) {
+            self.next_hold_check = Some(now + CHECK_EVERY);
+            let held = retention::held_since(conn).ok().map(|h| h.is_some());
+            if self.held == Some(true) && held == Some(false) {
+                log::info!("retention of the imported history confirmed: purging now");
+                self.next_purge = None;
+            }
+            if held.is_some() {
+                self.held = held;
+            }
+        }
         if self.retention.is_some() && self.next_purge.is_none_or(|t| now >= t) {
             self.next_purge = Some(now + PURGE_EVERY);
             if let Err(e) = self.purge(conn) {
@@ -103,8 +137,33 @@ impl Daily {
         let Some(rules) = &self.retention else {
             return Ok(());
         };
+        let now = store::now();
+        let preview = retention::preview(conn, rules, now)?;
+        if let Some(since) = retention::held_since(conn)? {
+            if preview.rows() > 0 {
+                log::warn!(
+                    "retention: the history imported at {} waits for staff to confirm \
+                     (`fabgate purge` or the System page): {} uses and {} interventions are \
+                     older than [retention], {} unknown cards",
+                    backup::utc_stamp(since),
+                    preview.uses,
+                    preview.interventions,
+                    preview.unknown_cards
+                );
+            }
+        } else if preview.rows() > retention::HANDFUL {
+            // Anonymising cannot be undone: keep the names in a copy first (issue 12).
+            let path = backup::before_purge_path(&self.purge_backup_dir, now);
+            let r = backup::backup_from(conn, &path)?;
+            log::info!(
+                "backup before the purge of {} rows: {} ({} KiB)",
+                preview.rows(),
+                r.path.display(),
+                r.bytes / 1024
+            );
+        }
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let report = retention::purge(&tx, rules, store::now())?;
+        let report = retention::purge_unless_held(&tx, rules, now)?;
         tx.commit()?;
         // Calendar events re-sent without names (or deleted) go out now.
         crate::sync::wake_if_queued();

@@ -110,16 +110,44 @@ fn opened(ctx: &mut Ctx, use_id: i64, closed: bool) -> Result<()> {
     }
 }
 
+/// A time in milliseconds for an event handled at `ctx.now`: the wall clock's
+/// milliseconds, kept inside `ctx.now`'s second so that events handled in order (one
+/// batch shares one `now`) never compare out of order.
+fn stamp_ms(ctx: &Ctx) -> i64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    ms.clamp(ctx.now * 1000, ctx.now * 1000 + 999)
+}
+
+/// Is a replayed `startuse` the late copy of the start that opened `u` (its reply was
+/// lost, protocol.md §4.2), rather than a new session the board kept offline? A board
+/// drains its buffer before any new query, so once `u` had a heartbeat (`inuse`) after
+/// its start, that start's copy cannot still be buffered: the replay is a new session
+/// (the board rebooted or lost the network meanwhile, issue 12). `alive` is no sign on its
+/// own: a board sends it at every reconnection, the one after a lost reply included.
+fn is_late_copy(ctx: &Ctx, u: &store::Use) -> bool {
+    ctx.hot.use_last_seen(u.id, u.last_seen) <= u.start
+}
+
 /// `startuse`: closes whatever is open on the machine (each at its last heartbeat), then
 /// opens a use for the card's holder. No authorization check: the board already decided
 /// (protocol.md §2.3). A replayed start while the same member's use is still open is the
-/// late copy of a start we already recorded (§8.7) and changes nothing.
+/// late copy of a start we already recorded (§8.7) and changes nothing, unless that use
+/// had heartbeats since: then the replay is a session of its own, recorded as a new,
+/// replay-marked use after the open one is closed at its last heartbeat. Two sessions are
+/// never merged.
 pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> Result<UseOutcome> {
     let Some(member) = store::member_by_card(ctx.db, uid)? else {
         return Ok(UseOutcome::UnknownCard);
     };
     let open = store::open_uses(ctx.db, machine.id)?;
-    if replay && open.iter().any(|u| u.member_id == member.id) {
+    if replay
+        && open
+            .iter()
+            .any(|u| u.member_id == member.id && is_late_copy(ctx, u))
+    {
         return Ok(UseOutcome::Duplicate { seconds: 0 });
     }
     let mut closed = 0;
@@ -139,6 +167,7 @@ pub fn start_use(ctx: &mut Ctx, machine: &Machine, uid: &str, replay: bool) -> R
         None,
         Some(replay),
     )?;
+    store::set_use_start_ms(ctx.db, id, stamp_ms(ctx))?;
     opened(ctx, id, false)?;
     Ok(UseOutcome::Recorded { seconds: 0 })
 }
@@ -271,6 +300,7 @@ pub fn register_maintenance(
         return Ok(MaintenanceOutcome::NotAllowed);
     }
     let due = overdue_plans(ctx.db, machine.id)?;
+    let ms = stamp_ms(ctx);
     for (plan, _) in &due {
         store::insert_intervention(
             ctx.db,
@@ -280,6 +310,7 @@ pub fn register_maintenance(
             ctx.now,
             replay.then_some(true),
         )?;
+        store::set_last_intervention_ms(ctx.db, plan.id, machine.id, ms)?;
     }
     Ok(MaintenanceOutcome::Recorded {
         interventions: due.len(),
@@ -324,6 +355,24 @@ pub fn close_orphans(ctx: &mut Ctx) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Moves the database's times after a wall-clock jump (`Hot::now` moved the memory's):
+/// open uses always, and everything stamped since `stale_since` when the clock that jumped
+/// was not synchronised (a Pi that booted on a stale time). One session stays one row,
+/// with its real length, and machine hours are counted once (issue 12).
+pub fn rebase(db: &Connection, jump: store::Jump) -> Result<()> {
+    let open = store::shift_open_uses(db, jump.shift)?;
+    let stamped = match jump.stale_since {
+        Some(since) => store::shift_stamped_between(db, since, jump.before + 1, jump.shift)?,
+        None => 0,
+    };
+    log::warn!(
+        "clock jump of {} s: {open} open uses and {stamped} uses recorded on the \
+         unsynchronised clock moved with it",
+        jump.shift
+    );
+    Ok(())
 }
 
 /// Why a remote start/stop cannot be sent.

@@ -50,6 +50,76 @@ impl PurgeReport {
     }
 }
 
+/// Rows a purge may change before a backup is taken first (issue 12).
+pub const HANDFUL: i64 = 20;
+
+/// What a purge at `now` would change in the history: the importer's report, and the
+/// backup-first rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgePreview {
+    pub uses: i64,
+    pub interventions: i64,
+    pub unknown_cards: i64,
+}
+
+impl PurgePreview {
+    pub fn rows(&self) -> i64 {
+        self.uses + self.interventions + self.unknown_cards
+    }
+}
+
+pub fn preview(db: &Connection, rules: &Retention, now: i64) -> Result<PurgePreview> {
+    let anon = store::anonymous_member_id(db)?;
+    Ok(PurgePreview {
+        uses: store::count_uses_to_anonymise(db, anon, now - rules.uses_days * DAY_S)?,
+        interventions: store::count_interventions_to_anonymise(
+            db,
+            anon,
+            now - rules.interventions_days * DAY_S,
+        )?,
+        unknown_cards: store::count_unknown_cards_before(
+            db,
+            now - rules.unknown_cards_days * DAY_S,
+        )?,
+    })
+}
+
+/// Since when the imported history waits for staff to confirm its retention, if it does.
+pub fn held_since(db: &Connection) -> Result<Option<i64>> {
+    Ok(store::setting(db, store::RETENTION_HOLD)?.and_then(|v| v.parse().ok()))
+}
+
+/// Holds the retention of the history now in the lab (an import) until `confirm`.
+pub fn hold(db: &Connection, now: i64) -> Result<()> {
+    store::set_setting(db, store::RETENTION_HOLD, &now.to_string())
+}
+
+/// Staff confirmed: the next purge applies the rules to the imported history too.
+pub fn confirm(db: &Connection) -> Result<bool> {
+    Ok(db.execute(
+        "DELETE FROM settings WHERE key = ?1",
+        [store::RETENTION_HOLD],
+    )? > 0)
+}
+
+/// The daemon's purge: like `purge`, but while an import's history is held the history
+/// (uses, interventions, unknown cards) is left alone; the rest (building register,
+/// delivered outbox records, spent reset links) goes as usual.
+pub fn purge_unless_held(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport> {
+    if held_since(db)?.is_none() {
+        return purge(db, rules, now);
+    }
+    // Far enough back that nothing is older (an i64 cutoff, no overflow).
+    const FOREVER_DAYS: i64 = 1_000_000;
+    let kept = Retention {
+        uses_days: FOREVER_DAYS,
+        interventions_days: FOREVER_DAYS,
+        unknown_cards_days: FOREVER_DAYS,
+        presence_days: rules.presence_days,
+    };
+    purge(db, &kept, now)
+}
+
 /// Applies the retention periods at time `now`, inside the caller's transaction.
 /// Open uses are never touched: they are closed (by the board or as orphans) first.
 pub fn purge(db: &Connection, rules: &Retention, now: i64) -> Result<PurgeReport> {
@@ -208,6 +278,41 @@ mod tests {
             of("SELECT COUNT(*) FROM members WHERE name = 'Anonymous'"),
             1
         );
+    }
+
+    #[test]
+    fn a_held_import_is_not_purged_until_confirmed() {
+        let (_dir, conn) = lab();
+        hold(&conn, NOW).unwrap();
+        let want = preview(&conn, &rules(), NOW).unwrap();
+        assert_eq!(
+            (want.uses, want.interventions, want.unknown_cards),
+            (1, 1, 2)
+        );
+        let r = purge_unless_held(&conn, &rules(), NOW).unwrap();
+        assert_eq!(
+            (
+                r.uses_anonymised,
+                r.interventions_anonymised,
+                r.unknown_cards_deleted
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(
+            r.presence_deleted, 1,
+            "the building register is not imported history"
+        );
+        assert!(confirm(&conn).unwrap());
+        let r = purge_unless_held(&conn, &rules(), NOW).unwrap();
+        assert_eq!(
+            (
+                r.uses_anonymised,
+                r.interventions_anonymised,
+                r.unknown_cards_deleted
+            ),
+            (1, 1, 2)
+        );
+        assert!(!confirm(&conn).unwrap());
     }
 
     #[test]

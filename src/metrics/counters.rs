@@ -2,7 +2,8 @@
 //! outcome, and the reply-latency histogram. Plain atomics, fixed label sets: no
 //! allocation per message.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Board actions as labelled in metrics; `invalid` is a message dropped before its action
@@ -30,19 +31,23 @@ pub enum Outcome {
     Dropped,
     /// The store failed: rolled back; reads still get an error reply.
     Failed,
+    /// The store failed: no reply, so the board buffers the message and replays it. Never
+    /// counted as `replied` (issue 12).
+    Withheld,
 }
 
-pub const OUTCOMES: [(Outcome, &str); 4] = [
+pub const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::Replied, "replied"),
     (Outcome::Silent, "silent"),
     (Outcome::Dropped, "dropped"),
     (Outcome::Failed, "failed"),
+    (Outcome::Withheld, "withheld"),
 ];
 
 /// Board messages by (action, outcome).
 #[derive(Debug, Default)]
 pub struct MessageCounters {
-    counts: [[AtomicU64; 4]; ACTIONS.len()],
+    counts: [[AtomicU64; 5]; ACTIONS.len()],
 }
 
 impl MessageCounters {
@@ -65,6 +70,139 @@ impl MessageCounters {
             }
         }
         out
+    }
+}
+
+/// A fault of the store that staff must hear of: since when, and why in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub cause: String,
+    pub since: i64,
+    /// The staff alert for it is in the outbox.
+    pub alerted: bool,
+}
+
+/// What is wrong with the store and the clock right now, shared by the board link (which
+/// sees writes fail), the jobs (integrity checks, the clock, the staff alert) and the
+/// panel, `/metrics` and logs (which show it). Recovery clears `write`; damage stays until
+/// the database is restored and the daemon restarted.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Board replies withheld because the store failed (boards buffer and replay them).
+    pub withheld: AtomicU64,
+    /// Store operations that failed (a handler, or a batch's commit).
+    pub store_errors: AtomicU64,
+    /// The clock is not synchronised yet (time-based jobs wait).
+    pub clock_unsynced: AtomicBool,
+    write: Mutex<Option<Fault>>,
+    damage: Mutex<Option<Fault>>,
+    /// A write fault that ended before its alert could be queued (a full disk takes the
+    /// outbox with it), and when it ended: staff still hear of it.
+    ended_unalerted: Mutex<Option<(Fault, i64)>>,
+}
+
+/// A store error in words a person can act on.
+pub fn describe_store_error(e: &str) -> String {
+    let l = e.to_ascii_lowercase();
+    if l.contains("disk is full") || l.contains("no space") {
+        format!("the disk is full ({e})")
+    } else if l.contains("readonly") || l.contains("read-only") {
+        format!("the database or its disk is read-only ({e})")
+    } else if l.contains("malformed") || l.contains("corrupt") || l.contains("not a database") {
+        format!("the database is damaged ({e})")
+    } else {
+        e.to_string()
+    }
+}
+
+impl Faults {
+    /// A write failed at `now`; the first failure of an episode sets its start.
+    pub fn write_failed(&self, error: &str, now: i64) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        let cause = describe_store_error(error);
+        if cause.starts_with("the database is damaged") {
+            self.damaged(&cause, now);
+        }
+        if let Ok(mut w) = self.write.lock() {
+            match w.as_mut() {
+                Some(f) => f.cause = cause,
+                None => {
+                    log::error!("store: writes fail: {cause}; board replies are withheld");
+                    *w = Some(Fault {
+                        cause,
+                        since: now,
+                        alerted: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes work again at `now`; returns the fault that ended, if any.
+    pub fn writes_ok(&self, now: i64) -> Option<Fault> {
+        let ended = self.write.lock().ok()?.take();
+        if let Some(f) = &ended {
+            log::warn!(
+                "store: writes work again (they failed for {} s: {})",
+                now - f.since,
+                f.cause
+            );
+            if !f.alerted {
+                if let Ok(mut e) = self.ended_unalerted.lock() {
+                    *e = Some((f.clone(), now));
+                }
+            }
+        }
+        ended
+    }
+
+    /// Puts an ended fault back whose alert could not be queued.
+    pub fn defer_ended(&self, f: Fault, until: i64) {
+        if let Ok(mut e) = self.ended_unalerted.lock() {
+            e.get_or_insert((f, until));
+        }
+    }
+
+    /// The ended fault still to tell staff about, taken.
+    pub fn take_ended_unalerted(&self) -> Option<(Fault, i64)> {
+        self.ended_unalerted.lock().ok()?.take()
+    }
+
+    /// The integrity check (or SQLite) found damage.
+    pub fn damaged(&self, what: &str, now: i64) {
+        if let Ok(mut d) = self.damage.lock() {
+            if d.is_none() {
+                log::error!("store: the database is damaged: {what}");
+                *d = Some(Fault {
+                    cause: what.to_string(),
+                    since: now,
+                    alerted: false,
+                });
+            }
+        }
+    }
+
+    pub fn write_fault(&self) -> Option<Fault> {
+        self.write.lock().ok()?.clone()
+    }
+
+    pub fn damage(&self) -> Option<Fault> {
+        self.damage.lock().ok()?.clone()
+    }
+
+    /// Marks the current faults' alerts as queued.
+    pub fn set_alerted(&self, write_since: Option<i64>, damage_since: Option<i64>) {
+        for (slot, since) in [(&self.write, write_since), (&self.damage, damage_since)] {
+            if let (Ok(mut f), Some(since)) = (slot.lock(), since) {
+                if let Some(f) = f.as_mut().filter(|f| f.since == since) {
+                    f.alerted = true;
+                }
+            }
+        }
+    }
+
+    pub fn clock_synchronised(&self) -> bool {
+        !self.clock_unsynced.load(Ordering::Relaxed)
     }
 }
 
@@ -139,6 +277,29 @@ mod tests {
                 ("invalid", "dropped", 2)
             ]
         );
+    }
+
+    #[test]
+    fn a_write_fault_is_kept_until_writes_work_and_damage_stays() {
+        let f = Faults::default();
+        assert!(f.write_fault().is_none());
+        f.write_failed("database or disk is full", 10);
+        f.write_failed("database or disk is full", 12);
+        let w = f.write_fault().unwrap();
+        assert_eq!(
+            (w.since, w.cause.starts_with("the disk is full")),
+            (10, true)
+        );
+        assert_eq!(f.store_errors.load(Ordering::Relaxed), 2);
+        f.set_alerted(Some(10), None);
+        assert!(f.write_fault().unwrap().alerted);
+        assert_eq!(f.writes_ok(11).unwrap().since, 10);
+        assert!(f.write_fault().is_none() && f.damage().is_none());
+        assert!(f.take_ended_unalerted().is_none(), "it was alerted");
+        f.write_failed("database disk image is malformed", 20);
+        f.writes_ok(21);
+        assert_eq!(f.take_ended_unalerted().unwrap().1, 21);
+        assert!(f.damage().unwrap().cause.contains("damaged"));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 mod counters;
 
 pub use counters::{
-    Histogram, HistogramSnapshot, MessageCounters, Outcome, ACTIONS, LATENCY_BUCKETS_US,
+    describe_store_error, Fault, Faults, Histogram, HistogramSnapshot, MessageCounters, Outcome,
+    ACTIONS, LATENCY_BUCKETS_US,
 };
 
 use crate::health;
@@ -138,6 +139,36 @@ pub fn render(src: &Source) -> String {
         "fabgate_board_messages_dropped_total",
         "Board messages dropped without reply (malformed or failed).",
         s.dropped.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "fabgate_board_replies_withheld_total",
+        "Board replies withheld because the store failed (the boards buffer and replay).",
+        s.faults.withheld.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "fabgate_store_errors_total",
+        "Store operations that failed (a board message's handler or a batch's commit).",
+        s.faults.store_errors.load(Ordering::Relaxed),
+    );
+    gauge(
+        &mut out,
+        "fabgate_store_write_failing",
+        "1 while writes to the database fail (disk full, read-only, damaged).",
+        f64::from(u8::from(s.faults.write_fault().is_some())),
+    );
+    gauge(
+        &mut out,
+        "fabgate_store_damaged",
+        "1 once an integrity check or SQLite found the database damaged.",
+        f64::from(u8::from(s.faults.damage().is_some())),
+    );
+    gauge(
+        &mut out,
+        "fabgate_clock_synchronised",
+        "1 when the clock is synchronised (time-based jobs wait until it is).",
+        f64::from(u8::from(s.faults.clock_synchronised())),
     );
     out.push_str(
         "# HELP fabgate_board_messages_total Board messages by action and outcome.\n\

@@ -229,6 +229,12 @@ pub fn restore(
     ))
 }
 
+/// The backup taken before a purge that changes many rows (not a daily backup: rotation
+/// leaves it alone).
+pub fn before_purge_path(dir: &Path, now: i64) -> PathBuf {
+    dir.join(format!("before-purge-{}.db", utc_stamp(now)))
+}
+
 /// The daily backup file for time `now` in `dir`.
 pub fn daily_path(dir: &Path, now: i64) -> PathBuf {
     dir.join(format!("{DAILY_PREFIX}{}{DAILY_SUFFIX}", utc_stamp(now)))

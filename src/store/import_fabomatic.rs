@@ -38,6 +38,9 @@ pub struct ImportReport {
     /// Rows skipped or repaired, one line per kind of problem (or per member for cards and
     /// emails, which staff have to fix by hand).
     pub problems: Vec<String>,
+    /// What staff should know that is not a problem: roles changed to work here, what the
+    /// retention rules will do to the imported history.
+    pub notes: Vec<String>,
 }
 
 impl ImportReport {
@@ -65,6 +68,9 @@ impl fmt::Display for ImportReport {
         }
         for (name, n) in self.tables() {
             writeln!(f, "  {name:<15}{n:>8}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "Note: {n}")?;
         }
         if self.problems.is_empty() {
             write!(f, "No problems found.")
@@ -162,6 +168,9 @@ pub fn import(store: &Store, source: &Path, replace: bool) -> Result<ImportRepor
     imp.step("boards", |i| i.boards(sql.boards.as_deref()))?;
     imp.step("board_credentials", |i| i.restore_credentials(credentials))?;
     let report = imp.report;
+    // The imported history's retention waits for staff (issue 12): `fabgate purge` or
+    // the System page confirms it.
+    super::set_setting(&tx, super::RETENTION_HOLD, &super::now().to_string())?;
     tx.commit()?;
     log::info!(
         "imported {} ({} members, {} machines, {} uses, {} problems)",
@@ -711,6 +720,7 @@ impl Importer<'_> {
         )?;
         let mut names = HashSet::new();
         let mut no_id = 0;
+        let (mut reserved_freed, mut admin_roles) = (Vec::new(), Vec::new());
         each_row(self.src, sql, |r| {
             let Some(id) = int(r.get_ref(0)?) else {
                 no_id += 1;
@@ -724,7 +734,17 @@ impl Importer<'_> {
                 &mut self.report.problems,
             );
             let f = |i: usize| -> Result<bool> { Ok(flag(r.get_ref(i)?).unwrap_or(false)) };
-            ins.execute(params![id, name, f(2)?, f(3)?, f(4)?, f(5)?])?;
+            if f(3)? && f(2)? && f(4)? {
+                admin_roles.push((id, name.clone()));
+            }
+            // FabOMatic's `reserved` is its built-in admin role, which staff still edit;
+            // here `reserved` means "cannot be changed" and is kept for the role holding
+            // anonymised history only (issue 12: the imported admin role was locked).
+            let reserved = f(3)? && name == super::ANONYMOUS;
+            if f(3)? && !reserved {
+                reserved_freed.push(name.clone());
+            }
+            ins.execute(params![id, name, f(2)?, reserved, f(4)?, f(5)?])?;
             self.roles.insert(id);
             self.report.roles += 1;
             Ok(())
@@ -732,6 +752,31 @@ impl Importer<'_> {
         self.problem(no_id, |n| {
             format!("{} skipped: no valid id", plural(n, "role", "roles"))
         });
+        for name in reserved_freed {
+            self.report.notes.push(format!(
+                "role {name:?} was reserved in FabOMatic: imported as an ordinary role, so its \
+                 rights can be edited (a role someone holds still cannot be deleted)"
+            ));
+        }
+        // Older FabOMatic labs have no role with panel access: their admin role (reserved,
+        // every machine, maintenance) logged in. It keeps doing so here.
+        let panel: bool = self.dst.query_row(
+            "SELECT EXISTS (SELECT 1 FROM roles WHERE backend_admin = 1)",
+            [],
+            |r| r.get(0),
+        )?;
+        if !panel {
+            let mut st = self.dst.prepare(
+                "UPDATE roles SET backend_admin = 1 WHERE role_id = ?1 RETURNING role_name",
+            )?;
+            for (id, name) in admin_roles {
+                let _: String = st.query_row([id], |r| r.get(0))?;
+                self.report.notes.push(format!(
+                    "no role had panel access: role {name:?} (FabOMatic's admin role) may \
+                     log into the panel, so its members with a password and an email can"
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod backup;
+mod clock;
 mod hot;
 pub mod import_fabomatic;
 mod lock;
@@ -17,10 +18,12 @@ mod presence;
 mod queries;
 mod retention;
 pub(crate) mod schema;
+pub mod startup;
 mod workshop;
 
 pub use admin::*;
-pub use hot::{BoardInfo, Hot};
+pub use clock::*;
+pub use hot::{BoardInfo, Hot, Jump};
 pub use lock::{is_locked, DataLock, LOCK_FILE};
 pub use outbox::*;
 pub use people::*;
@@ -37,9 +40,7 @@ use std::time::Duration;
 /// What went wrong with the database, in our terms.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "cannot open database {path}: {source}\nhint: is the directory writable by this user?"
-    )]
+    #[error("cannot open database {path}: {source}\nhint: {}", open_hint(source))]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
@@ -69,6 +70,33 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What to look at when a database cannot be opened: permissions and space are not the
+/// cause of a damaged file (issue 12).
+fn open_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseCorrupt | C::NotADatabase) => {
+            "the file is damaged: stop fabgate and restore the newest backup (`fabgate restore FILE`, \
+             daily backups are in the data directory's backups/)"
+        }
+        Some(C::DiskFull) => "the disk is full: free space (old backups, `journalctl --vacuum-size=50M`)",
+        Some(C::ReadOnly) => "the file or its file system is read-only (a failing SD card turns read-only)",
+        _ => "is the directory writable by this user?",
+    }
+}
+
+impl Error {
+    /// Is this a sign of a damaged database file?
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::Open { source, .. } | Error::Sql(source) | Error::Migrate { source, .. } => {
+                startup::is_damage(source)
+            }
+            _ => false,
+        }
+    }
+}
 
 /// How to open connections to one database file.
 #[derive(Debug, Clone)]

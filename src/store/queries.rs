@@ -284,9 +284,10 @@ pub fn plans(conn: &Connection, machine_id: i64) -> Result<Vec<Plan>> {
 /// intervention (protocol.md §6.5).
 pub fn seconds_used_since_intervention(conn: &Connection, plan: &Plan) -> Result<i64> {
     let mut st = conn.prepare_cached(
+        // Milliseconds (schema 10): a use started in the sign-off's second counts.
         "SELECT COALESCE(SUM(end_ts - start_ts), 0) FROM uses
-         WHERE machine_id = ?1 AND end_ts IS NOT NULL AND start_ts > COALESCE(
-           (SELECT MAX(timestamp) FROM interventions WHERE maintenance_id = ?2 AND machine_id = ?1), 0)",
+         WHERE machine_id = ?1 AND end_ts IS NOT NULL AND start_ms >= COALESCE(
+           (SELECT MAX(timestamp_ms) FROM interventions WHERE maintenance_id = ?2 AND machine_id = ?1), 0)",
     )?;
     Ok(st.query_row(params![plan.machine_id, plan.id], |r| r.get(0))?)
 }

@@ -12,6 +12,18 @@ use serde::Serialize;
 /// (FabOMatic's names, so an imported lab keeps using its own).
 pub const ANONYMOUS: &str = "Anonymous";
 
+/// Setting set by an import (its time): the retention of the imported history waits for
+/// staff to confirm it (issue 12).
+pub const RETENTION_HOLD: &str = "retention_hold_imported";
+
+pub fn count_unknown_cards_before(conn: &Connection, cutoff: i64) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM unknown_cards WHERE timestamp < ?1",
+        [cutoff],
+        |r| r.get(0),
+    )?)
+}
+
 /// The Anonymous member, if the lab has one.
 pub fn anonymous_member_id(conn: &Connection) -> Result<Option<i64>> {
     Ok(conn

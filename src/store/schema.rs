@@ -235,4 +235,38 @@ CREATE INDEX calendar_events_subject ON calendar_events(kind, subject_id);
 ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN expires_at INTEGER;
 "#,
+    // 10: sub-second order where it matters (issue 12): a maintainer signs off and starts
+    // the machine within the same second, and that use counts towards the next plan only
+    // if it started after the sign-off. Times stay INTEGER seconds everywhere; these two
+    // columns add milliseconds. Existing rows get their second * 1000: a use and a
+    // sign-off in the same second then compare equal, and equal counts the use (`>=`),
+    // which is the order a board produces (a machine in use cannot be signed off). The
+    // triggers keep the columns filled (and following `start_ts`) for every writer that
+    // does not know them: imports, the CLI, panel edits.
+    r#"
+ALTER TABLE uses ADD COLUMN start_ms INTEGER;
+ALTER TABLE interventions ADD COLUMN timestamp_ms INTEGER;
+UPDATE uses SET start_ms = start_ts * 1000;
+UPDATE interventions SET timestamp_ms = timestamp * 1000;
+CREATE TRIGGER uses_start_ms_insert AFTER INSERT ON uses WHEN NEW.start_ms IS NULL
+BEGIN
+    UPDATE uses SET start_ms = NEW.start_ts * 1000 WHERE use_id = NEW.use_id;
+END;
+CREATE TRIGGER uses_start_ms_update AFTER UPDATE OF start_ts ON uses
+    WHEN NEW.start_ms IS NULL OR NEW.start_ms < NEW.start_ts * 1000 OR NEW.start_ms >= NEW.start_ts * 1000 + 1000
+BEGIN
+    UPDATE uses SET start_ms = NEW.start_ts * 1000 WHERE use_id = NEW.use_id;
+END;
+CREATE TRIGGER interventions_ms_insert AFTER INSERT ON interventions WHEN NEW.timestamp_ms IS NULL
+BEGIN
+    UPDATE interventions SET timestamp_ms = NEW.timestamp * 1000
+    WHERE intervention_id = NEW.intervention_id;
+END;
+CREATE TRIGGER interventions_ms_update AFTER UPDATE OF timestamp ON interventions
+    WHEN NEW.timestamp_ms IS NULL OR NEW.timestamp_ms < NEW.timestamp * 1000 OR NEW.timestamp_ms >= NEW.timestamp * 1000 + 1000
+BEGIN
+    UPDATE interventions SET timestamp_ms = NEW.timestamp * 1000
+    WHERE intervention_id = NEW.intervention_id;
+END;
+"#,
 ];

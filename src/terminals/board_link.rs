@@ -35,6 +35,8 @@ pub struct Stats {
     pub messages: MessageCounters,
     /// Time from a batch's receipt to the publication of each of its replies.
     pub reply_latency: Histogram,
+    /// Store faults and the clock's state, for the panel, `/metrics` and staff alerts.
+    pub faults: crate::metrics::Faults,
 }
 
 /// Most messages handled in one transaction.
@@ -110,6 +112,8 @@ impl BoardLink {
         received: Instant,
     ) -> Result<(), String> {
         let mut replies = Vec::with_capacity(batch.len());
+        // Counted once the batch's fate is known: a reply withheld is not `replied`.
+        let mut counted = Vec::with_capacity(batch.len());
         let mut wake = false;
         let mut db = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         {
@@ -120,15 +124,33 @@ impl BoardLink {
                     "cannot start a transaction, {} board messages unanswered: {e}",
                     batch.len()
                 );
+                self.stats.faults.write_failed(&e.to_string(), store::now());
+                self.stats
+                    .faults
+                    .withheld
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
                 return Ok(());
             }
         };
+        let changes_before = db.total_changes();
+        let mut jump = None;
         {
             let mut hot = self
                 .hot
                 .lock()
                 .map_err(|_| "hot state poisoned".to_string())?;
-            let now = store::now();
+            // The clock as the lab sees it: a wall-clock jump re-bases open uses first.
+            let now = hot.now();
+            if let Some(j) = hot.take_jump() {
+                match crate::lab::rebase(&db, j) {
+                    Ok(()) => jump = Some(j),
+                    Err(e) => {
+                        log::error!("re-basing after a clock jump: {e}");
+                        hot.untake_jump(j);
+                    }
+                }
+            }
             for n in batch.drain(..) {
                 let publish = match n {
                     Notification::Forward(f) => f.publish,
@@ -162,9 +184,18 @@ impl BoardLink {
                     }
                     Err(e) => {
                         log::error!("cannot open a savepoint: {e}");
-                        (None, Handled::Failed { reply: None })
+                        (
+                            None,
+                            Handled::Failed {
+                                reply: None,
+                                cause: e.to_string(),
+                            },
+                        )
                     }
                 };
+                if let Handled::Failed { cause, .. } = &handled {
+                    self.stats.faults.write_failed(cause, now);
+                }
                 let outcome = match handled {
                     Handled::Reply { topic, payload } => {
                         replies.push((topic, payload));
@@ -172,14 +203,15 @@ impl BoardLink {
                     }
                     Handled::Failed {
                         reply: Some((topic, payload)),
+                        ..
                     } => {
                         replies.push((topic, payload));
                         Outcome::Failed
                     }
                     Handled::NoReply => Outcome::Silent,
-                    Handled::Failed { reply: None } => {
+                    Handled::Failed { reply: None, .. } => {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        Outcome::Failed
+                        Outcome::Withheld
                     }
                     Handled::Dropped(reason) => {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -187,17 +219,41 @@ impl BoardLink {
                         Outcome::Dropped
                     }
                 };
-                self.stats.messages.count(action, outcome);
+                counted.push((action, outcome));
             }
         }
-        if let Err(e) = db.commit() {
-            log::error!(
-                "commit failed, {} replies withheld so boards replay: {e}",
-                replies.len()
-            );
-            replies.clear();
-        } else {
-            crate::sync::wake_if_queued();
+        // Only a commit that wrote something proves the store takes writes again.
+        let wrote = db.total_changes() > changes_before;
+        let committed = match db.commit() {
+            Err(e) => {
+                log::error!(
+                    "commit failed, {} replies withheld so boards replay: {e}",
+                    replies.len()
+                );
+                self.stats.faults.write_failed(&e.to_string(), store::now());
+                replies.clear();
+                if let (Some(j), Ok(mut hot)) = (jump, self.hot.lock()) {
+                    hot.untake_jump(j);
+                }
+                false
+            }
+            Ok(()) => {
+                if wrote {
+                    self.stats.faults.writes_ok(store::now());
+                }
+                crate::sync::wake_if_queued();
+                true
+            }
+        };
+        for (action, outcome) in counted {
+            let outcome = match outcome {
+                Outcome::Replied | Outcome::Failed if !committed => Outcome::Withheld,
+                o => o,
+            };
+            if outcome == Outcome::Withheld {
+                self.stats.faults.withheld.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stats.messages.count(action, outcome);
         }
         for (topic, payload) in replies {
             tx.publish(topic, payload).map_err(|e| e.to_string())?;

@@ -17,7 +17,11 @@ pub enum Handled {
     Dropped(DropReason),
     /// The store failed: the message's changes are rolled back; reads still get
     /// FabOMatic's error reply, writes get none so the board buffers and replays them.
-    Failed { reply: Option<(String, Vec<u8>)> },
+    /// `cause` is the store's error, for the staff's fault line.
+    Failed {
+        reply: Option<(String, Vec<u8>)>,
+        cause: String,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +137,7 @@ impl Protocol {
                 );
                 Handled::Failed {
                     reply: failure_reply(query).map(|p| (reply_topic, p)),
+                    cause: e.to_string(),
                 }
             }
         }

@@ -164,6 +164,7 @@ pub fn page(cx: &mut Ctx) -> Resp {
     };
     let body = html! {
         h1 { (tr(lang, "Dashboard")) " " span id="live-dot" class="live" { (tr(lang, "Live")) } }
+        (super::system::fault_notices(cx))
         (sync_notice(cx))
         section.counters {
             div.counter { b { (counters.in_use) } span { (tr(lang, "In use now")) } }

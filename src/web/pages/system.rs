@@ -13,6 +13,16 @@ use std::sync::atomic::Ordering;
 
 /// Italian texts of this area (see `web::i18n`).
 pub const IT: &[(&str, &str)] = &[
+    ("Writes to the database fail since", "Le scritture sul database falliscono dalle"),
+    ("Boards get no reply to starts and stops and keep them until it is fixed; fabgate recovers by itself.", "Le schede non ricevono risposta ad avvii e arresti e li conservano finché non è risolto; fabgate riprende da solo."),
+    ("The database is damaged:", "Il database è danneggiato:"),
+    ("Stop fabgate and restore the newest backup (fabgate restore FILE).", "Ferma fabgate e ripristina il backup più recente (fabgate restore FILE)."),
+    ("Clock not synchronised: backups, purges, closing times and summaries wait until it is.", "Orologio non sincronizzato: backup, pulizie, orari di chiusura e riepiloghi aspettano che lo sia."),
+    ("replies withheld", "risposte trattenute"),
+    ("Retention is paused for the history imported on", "La conservazione è sospesa per lo storico importato il"),
+    ("Uses and interventions older than the retention period will be anonymised and old unknown cards deleted once you apply it; a backup is taken first.", "Utilizzi e interventi più vecchi del periodo di conservazione saranno anonimizzati e le vecchie tessere sconosciute eliminate quando la applichi; prima viene fatto un backup."),
+    ("Apply retention", "Applica la conservazione"),
+    ("store errors", "errori del database"),
     ("Boards", "Schede"),
     ("Machine", "Macchina"),
     ("Firmware", "Firmware"),
@@ -89,6 +99,7 @@ pub fn route(cx: &mut Ctx, method: Method, segments: &[&str]) -> Option<Resp> {
         (Method::Post, ["settings"]) => save_settings(cx),
         (Method::Post, ["settings", "language"]) => save_language(cx),
         (Method::Post, ["settings", "email"]) => save_email(cx),
+        (Method::Post, ["system", "retention"]) => confirm_retention(cx),
         _ => return None,
     })
 }
@@ -191,6 +202,17 @@ fn system(cx: &mut Ctx) -> Resp {
     let (clock, boot) = (clock_synchronised(), crate::health::uptime());
     let body = html! {
         h1 { (tr(lang, "System")) }
+        (fault_notices(cx))
+        @if let Ok(Some(since)) = crate::lab::retention::held_since(cx.db) {
+            div.notice.info role="status" {
+                p { (tr(lang, "Retention is paused for the history imported on")) " " (time::datetime(&cx.tz, since)) ". "
+                    (tr(lang, "Uses and interventions older than the retention period will be anonymised and old unknown cards deleted once you apply it; a backup is taken first.")) }
+                form method="post" action="/system/retention" {
+                    (csrf_field(cx.csrf()))
+                    button.danger type="submit" { (tr(lang, "Apply retention")) }
+                }
+            }
+        }
         section.counters {
             div.counter { b { (online) } span { (tr(lang, "Boards online")) } }
             div.counter { b { (crate::health::rss_bytes().map_or("?".into(), |b| format!("{:.1} MB", b as f64 / 1e6))) } span { (tr(lang, "Memory")) } }
@@ -245,7 +267,9 @@ fn system(cx: &mut Ctx) -> Resp {
             tr { th { (tr(lang, "Board messages")) } td {
                 (stats.received.load(Ordering::Relaxed)) " " (tr(lang, "received")) " · "
                 (stats.sent.load(Ordering::Relaxed)) " " (tr(lang, "answered")) " · "
-                (stats.dropped.load(Ordering::Relaxed)) " " (tr(lang, "dropped")) } }
+                (stats.dropped.load(Ordering::Relaxed)) " " (tr(lang, "dropped")) " · "
+                (stats.faults.withheld.load(Ordering::Relaxed)) " " (tr(lang, "replies withheld")) " · "
+                (stats.faults.store_errors.load(Ordering::Relaxed)) " " (tr(lang, "store errors")) } }
             tr { th { (tr(lang, "Database")) } td { (db_path.display()) } }
             tr { th { (tr(lang, "Outgoing messages")) } td {
                 (outbox.0) " " (tr(lang, "waiting")) " · " (outbox.1) " " (tr(lang, "failed")) " · "
@@ -537,5 +561,44 @@ fn save_language(cx: &mut Ctx) -> Resp {
     ) {
         Ok(_) => Resp::redirect("/settings?ok=saved"),
         Err(e) => cx.failure(&e.into()),
+    }
+}
+
+/// Red lines for store faults and the clock (issue 12), on the dashboard and this page:
+/// nothing while all is well.
+pub fn fault_notices(cx: &Ctx) -> maud::Markup {
+    let lang = cx.lang;
+    let faults = &cx.app.stats.faults;
+    html! {
+        @if let Some(f) = faults.write_fault() {
+            p.notice.error role="alert" {
+                (tr(lang, "Writes to the database fail since")) " " (time::datetime(&cx.tz, f.since)) ": "
+                (f.cause) ". " (tr(lang, "Boards get no reply to starts and stops and keep them until it is fixed; fabgate recovers by itself."))
+            }
+        }
+        @if let Some(f) = faults.damage() {
+            p.notice.error role="alert" {
+                (tr(lang, "The database is damaged:")) " " (f.cause) ". "
+                (tr(lang, "Stop fabgate and restore the newest backup (fabgate restore FILE)."))
+            }
+        }
+        @if !faults.clock_synchronised() {
+            p.notice.error role="status" {
+                (tr(lang, "Clock not synchronised: backups, purges, closing times and summaries wait until it is."))
+            }
+        }
+    }
+}
+
+/// Staff confirm the retention of an imported history; the jobs thread purges within a
+/// minute (with a backup first).
+fn confirm_retention(cx: &mut Ctx) -> Resp {
+    let me = cx.session.as_ref().map_or(0, |s| s.member_id);
+    match crate::lab::retention::confirm(cx.db) {
+        Ok(_) => {
+            log::info!("panel: member {me} confirmed the retention of the imported history");
+            Resp::redirect("/system")
+        }
+        Err(e) => cx.failure(&e),
     }
 }
