@@ -35,6 +35,8 @@ pub struct Stats {
     pub messages: MessageCounters,
     /// Time from a batch's receipt to the publication of each of its replies.
     pub reply_latency: Histogram,
+    /// The broker's login and ACL counters (set when the board link starts).
+    pub broker: std::sync::OnceLock<Arc<crate::broker::GateCounters>>,
 }
 
 /// Most messages handled in one transaction.
@@ -54,6 +56,7 @@ impl BoardLink {
     /// Runs forever on its own thread, rebuilding the link if it dies (e.g. a client took
     /// over its id despite the precautions, or the router dropped it).
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let _ = self.stats.broker.set(self.broker.counters());
         std::thread::Builder::new()
             .name("boards".into())
             .spawn(move || loop {
@@ -70,6 +73,11 @@ impl BoardLink {
         let (id, mut tx, mut rx) = self.broker.link("boards")?;
         tx.subscribe(self.protocol.subscription())
             .map_err(|e| e.to_string())?;
+        // Boards are let in only now that someone listens (issue 10: a query sent in the
+        // window before went unanswered). The subscription is registered once the router
+        // handled it; the router handles a link's events in order, so a PUBLISH from a
+        // board (always after this) finds it.
+        self.broker.open();
         self.stats.links_built.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut current) = self.stats.link_id.lock() {
             current.clone_from(&id);
@@ -275,7 +283,7 @@ mod tests {
             ..BrokerConfig::default()
         };
         let protocol = Protocol::new(&ProtocolConfig::default());
-        let broker = Broker::start(&cfg, None, &protocol.subscription()).unwrap();
+        let broker = Broker::start(&cfg, None, &ProtocolConfig::default()).unwrap();
         let stats = Arc::new(Stats::default());
         BoardLink {
             broker: broker.clone(),

@@ -3,6 +3,7 @@
 //! or runs the real CLI against the same kind of lab.
 
 mod appliance;
+mod broker_crash;
 mod browser;
 mod calendar;
 mod cli;

@@ -8,6 +8,7 @@ pub mod aiosmtpd;
 pub mod browser;
 pub mod chrome;
 pub mod google;
+pub mod mqtt_raw;
 pub mod smtp;
 pub mod webhook;
 
