@@ -98,6 +98,16 @@ pub struct BrokerConfig {
     pub inbox_segment_size: usize,
     /// Seconds a new connection has to send its CONNECT packet.
     pub connection_timeout_s: u16,
+    /// Connections kept for per-board credentials: lab-wide and anonymous logins are
+    /// refused (CONNACK 3) once `max_connections` minus this many are connected.
+    pub reserved_for_board_credentials: usize,
+    /// Most connections from one IP address that have not logged in yet; more are
+    /// closed at once.
+    pub max_pending_per_ip: usize,
+    /// Most connections in total that have not logged in yet.
+    pub max_pending: usize,
+    /// Most subscriptions per client (a board needs two).
+    pub max_subscriptions_per_client: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -622,7 +632,11 @@ impl Default for BrokerConfig {
             segment_size: 256,
             segment_count: 1,
             inbox_segment_size: 64 * 1024,
-            connection_timeout_s: 10,
+            connection_timeout_s: 3,
+            reserved_for_board_credentials: 64,
+            max_pending_per_ip: 8,
+            max_pending: 128,
+            max_subscriptions_per_client: 4,
         }
     }
 }
@@ -830,6 +844,18 @@ impl Config {
         }
         if b.connection_timeout_s == 0 {
             return Err(bad("broker.connection_timeout_s", "must be above 0"));
+        }
+        if b.max_pending_per_ip == 0 || b.max_pending < b.max_pending_per_ip {
+            return Err(bad(
+                "broker.max_pending_per_ip",
+                "must be above 0 and at most broker.max_pending",
+            ));
+        }
+        if b.max_subscriptions_per_client < 2 {
+            return Err(bad(
+                "broker.max_subscriptions_per_client",
+                "must be at least 2 (a board subscribes to its reply and request topics)",
+            ));
         }
         let w = &self.web;
         if !(1..=32).contains(&w.workers) {

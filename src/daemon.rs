@@ -147,7 +147,7 @@ impl Daemon {
             Some(Authenticator::new(&store)?)
         };
         let protocol = Protocol::new(&config.protocol);
-        let broker = Broker::start(&config.broker, auth, &protocol.subscription())?;
+        let broker = Broker::start(&config.broker, auth, &config.protocol)?;
         let hot = Arc::new(Mutex::new(Hot::default()));
         let stats = Arc::new(Stats::default());
         let rules = Rules::from_config(&config.protocol);

@@ -4,6 +4,7 @@
 //! are checked on every reconnect: a salted SHA-256 compared in constant time keeps a Pi
 //! Zero from spending a second of argon2 per board per reconnect.
 
+use super::acl::Credential;
 use crate::store::{self, Store};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
@@ -22,32 +23,28 @@ impl Authenticator {
         })
     }
 
-    /// Accepts or refuses a connecting client, and logs refusals.
-    pub fn check(&self, client_id: &str, username: &str, password: &str) -> bool {
-        if client_id.starts_with(super::RESERVED_PREFIX) {
-            log::warn!("MQTT client refused: client id {client_id:?} is reserved for fabgate");
-            return false;
-        }
+    /// The credential `username`/`password` stand for, or None when they match none.
+    /// Logging and throttling of refusals are the gate's (`gate.rs`).
+    pub fn login(&self, username: &str, password: &str) -> Option<Credential> {
         let found = match self.conn.lock() {
             Ok(conn) => store::credential(&conn, username),
-            Err(_) => return false,
+            Err(_) => return None,
         };
-        let ok = match found {
-            Ok(Some(c)) => bool::from(hash_password(&c.salt, password).ct_eq(&c.hash)),
-            Ok(None) => false,
+        match found {
+            Ok(Some(c)) if bool::from(hash_password(&c.salt, password).ct_eq(&c.hash)) => {
+                Some(match c.machine_id {
+                    Some(id) => Credential::Board {
+                        machine: id.to_string(),
+                    },
+                    None => Credential::Lab,
+                })
+            }
+            Ok(_) => None,
             Err(e) => {
                 log::error!("MQTT login check failed: {e}");
-                false
+                None
             }
-        };
-        if ok {
-            log::debug!("MQTT client {client_id:?} logged in as {username:?}");
-        } else {
-            log::warn!(
-                "MQTT client {client_id:?} refused: bad username or password (user {username:?})"
-            );
         }
-        ok
     }
 }
 

@@ -1,24 +1,37 @@
 //! The embedded MQTT broker (rumqttd through `Router` + `Server` + `LinkBuilder`, see
-//! research/deps.md §1). It moves bytes and knows no rules: the daemon's own in-process
-//! links are handed to `terminals` and `jobs`.
+//! research/deps.md §1, with the patches of vendor/rumqttd/PATCHES.md). It moves bytes
+//! and knows no lab rules: the daemon's own in-process links are handed to `terminals`
+//! and `jobs`.
 //!
-//! Around rumqttd's gaps: segment sizes are tiny per board filter and larger for our own
-//! inbox filter (its defaults grow to ~1 GB per filter); our links use random client ids
-//! that devices cannot guess, ids with our prefix are refused at CONNECT, and a dead link
-//! is rebuilt by its owner. rumqttd has no topic ACL: any authenticated client may publish
-//! on any topic, so the protocol layer validates what it receives.
+//! What a network client may do is decided by the gate (`gate.rs`: connection caps,
+//! login backoff, client id takeover rules) and the topic ACL (`acl.rs`). The daemon's
+//! links use random client ids with a reserved prefix that devices are refused.
+//!
+//! The listener socket is bound at start (connections queue in the kernel) but served
+//! only after `open()`, which the board link calls once it is subscribed: a board's
+//! first query after a restart is never published before anyone listens.
+//!
+//! Failures: the release build aborts on panic, so rumqttd's panics reachable from a
+//! socket were turned into errors at their causes (PATCHES.md). A listener loop that
+//! ends with an error is restarted on the same socket; a dead link is rebuilt by its
+//! owner (the board link rebuilds itself); the router thread only ends when every
+//! sender is gone, i.e. at shutdown.
 
+mod acl;
 mod auth;
+mod gate;
 
+pub use acl::{Credential, Topics};
 pub use auth::{hash_password, random_bytes, random_hex, Authenticator};
+pub use gate::GateCounters;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ProtocolConfig};
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::{ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 /// Client ids starting with this are the daemon's own and refused to devices.
 pub const RESERVED_PREFIX: &str = "fabgate-";
@@ -30,8 +43,6 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the MQTT listener on {0} did not come up")]
-    NotListening(SocketAddr),
     #[error("cannot start the broker: {0}")]
     Start(String),
 }
@@ -43,15 +54,18 @@ type LinkFactory = dyn Fn(&str) -> Result<(LinkTx, LinkRx), String> + Send + Syn
 pub struct Broker {
     addr: SocketAddr,
     make_link: Arc<LinkFactory>,
+    /// Taken by the first `open()`: lets the listener thread serve.
+    open: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    counters: Arc<GateCounters>,
 }
 
 impl Broker {
-    /// Starts the router thread and the MQTT 3.1.1 listener thread, and returns once the
-    /// listener accepts connections. `inbox_filter` gets a larger log segment.
+    /// Starts the router thread and binds the MQTT 3.1.1 listener; connections are
+    /// served after `open()`. `auth` None = anonymous boards allowed (lab-wide rights).
     pub fn start(
         cfg: &BrokerConfig,
         auth: Option<Authenticator>,
-        inbox_filter: &str,
+        protocol: &ProtocolConfig,
     ) -> Result<Broker, Error> {
         let listener = TcpListener::bind(cfg.listen).map_err(|source| Error::Bind {
             addr: cfg.listen,
@@ -61,9 +75,10 @@ impl Broker {
             addr: cfg.listen,
             source,
         })?;
+        let topics = Topics::from_config(protocol);
         let mut custom = HashMap::new();
         custom.insert(
-            inbox_filter.to_string(),
+            format!("{}/+", topics.prefix),
             rumqttd::SegmentConfig {
                 max_segment_size: cfg.inbox_segment_size,
                 max_segment_count: 2,
@@ -77,9 +92,14 @@ impl Broker {
             custom_segment: Some(custom),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
+            // Every filter keeps a log that is never freed: two per board, a few of ours.
+            max_filters: 2 * cfg.max_connections + 64,
+            max_saved_sessions: cfg.max_connections,
         };
         let router_tx = rumqttd::Router::new(0, router_cfg).spawn();
-        let mut settings = ServerSettings {
+        let gate = gate::LabGate::new(gate::Limits::from_config(cfg), auth, topics);
+        let counters = gate.counters();
+        let settings = ServerSettings {
             name: "boards".into(),
             listen: addr,
             tls: None,
@@ -91,35 +111,27 @@ impl Broker {
                 auth: None,
                 external_auth: None,
                 dynamic_filters: true,
+                gate: Some(Arc::new(gate)),
             },
         };
-        if let Some(auth) = auth {
-            settings.set_auth_handler(move |client_id, user, pass| {
-                std::future::ready(auth.check(&client_id, &user, &pass))
-            });
-        }
-        let mut server =
-            rumqttd::Server::new(settings, router_tx.clone(), rumqttd::protocol::v4::V4);
+        let (open_tx, open_rx) = mpsc::channel::<()>();
+        let server_tx = router_tx.clone();
+        let make_server = move || {
+            rumqttd::Server::new(
+                settings.clone(),
+                server_tx.clone(),
+                rumqttd::protocol::v4::V4,
+            )
+        };
         std::thread::Builder::new()
             .name("mqtt-listener".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        log::error!("cannot start the MQTT runtime: {e}");
-                        return;
-                    }
-                };
-                let serve = server.start_with_listener(listener, rumqttd::LinkType::Remote);
-                if let Err(e) = rt.block_on(serve) {
-                    log::error!("MQTT listener on {addr} stopped: {e}");
+                if open_rx.recv().is_err() {
+                    return; // the broker was dropped before anyone listened
                 }
+                serve(make_server, listener, addr)
             })
             .map_err(|e| Error::Start(e.to_string()))?;
-        wait_listening(addr)?;
         let make_link = move |id: &str| -> Result<(LinkTx, LinkRx), String> {
             let built = LinkBuilder::new(id, router_tx.clone())
                 .clean_session(true)
@@ -131,7 +143,23 @@ impl Broker {
         Ok(Broker {
             addr,
             make_link: Arc::new(make_link),
+            open: Arc::new(Mutex::new(Some(open_tx))),
+            counters,
         })
+    }
+
+    /// Starts serving MQTT clients (connections made since the bind were queued by the
+    /// kernel). Called by the board link once it is subscribed; later calls do nothing.
+    pub fn open(&self) {
+        let tx = self.open.lock().map(|mut o| o.take()).unwrap_or(None);
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Login and ACL counters, for `/metrics`.
+    pub fn counters(&self) -> Arc<GateCounters> {
+        self.counters.clone()
     }
 
     /// The address the listener is bound to (the real port when 0 was configured).
@@ -154,26 +182,143 @@ impl Broker {
     }
 }
 
-/// Waits until the listener accepts TCP connections (rumqttd binds asynchronously).
-fn wait_listening(addr: SocketAddr) -> Result<(), Error> {
-    let target = if addr.ip().is_unspecified() {
-        SocketAddr::new(
-            if addr.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            },
-            addr.port(),
-        )
-    } else {
-        addr
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+/// The listener loop on its own current-thread runtime. A loop that ends with an error
+/// (it never ends otherwise) is restarted on the same socket after a pause.
+fn serve(
+    make_server: impl Fn() -> rumqttd::Server<rumqttd::protocol::v4::V4>,
+    listener: TcpListener,
+    addr: SocketAddr,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the MQTT runtime: {e}");
+            return;
         }
-        std::thread::sleep(Duration::from_millis(5));
+    };
+    loop {
+        let socket = match listener.try_clone() {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("MQTT listener on {addr}: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mut server = make_server();
+        let serve = server.start_with_listener(socket, rumqttd::LinkType::Remote);
+        if let Err(e) = rt.block_on(serve) {
+            log::error!("MQTT listener on {addr} stopped: {e}; restarting it");
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
-    Err(Error::NotListening(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    use std::time::{Duration, Instant};
+
+    /// rumqttd alone, without the gate (which refuses `$share`): the router must survive
+    /// what aborted the process in issue 10 (routing.rs `expect("group must exists")`).
+    #[test]
+    fn the_router_survives_a_persistent_shared_subscriber_leaving() {
+        let router_tx = rumqttd::Router::new(
+            0,
+            rumqttd::RouterConfig {
+                max_connections: 16,
+                max_outgoing_packet_count: 16,
+                max_segment_size: 4096,
+                max_segment_count: 1,
+                ..Default::default()
+            },
+        )
+        .spawn();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let settings = rumqttd::ServerSettings {
+            name: "test".into(),
+            listen: listener.local_addr().unwrap(),
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections: rumqttd::ConnectionSettings {
+                connection_timeout_ms: 2000,
+                max_payload_size: 4096,
+                max_inflight_count: 16,
+                auth: None,
+                external_auth: None,
+                dynamic_filters: true,
+                gate: None,
+            },
+        };
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut server = rumqttd::Server::new(settings, router_tx, rumqttd::protocol::v4::V4);
+            let _ = rt.block_on(server.start_with_listener(listener, rumqttd::LinkType::Remote));
+        });
+
+        let client = |id: &str, clean: bool| {
+            let mut o = MqttOptions::new(id, "127.0.0.1", port);
+            o.set_clean_session(clean);
+            o.set_manual_acks(true);
+            o.set_keep_alive(Duration::from_secs(5));
+            Client::new(o, 16)
+        };
+        let (sharer, mut sharer_events) = client("sharer", false);
+        sharer.subscribe("$share/g/t/1", QoS::AtLeastOnce).unwrap();
+        let (publisher, mut publisher_events) = client("publisher", true);
+        std::thread::spawn(move || for _ in publisher_events.iter() {});
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = false;
+        let mut subscribed = false;
+        while !got {
+            assert!(
+                Instant::now() < deadline,
+                "no message for the shared subscriber"
+            );
+            if let Ok(Ok(e)) = sharer_events.recv_timeout(Duration::from_millis(100)) {
+                match e {
+                    Event::Incoming(Packet::SubAck(_)) => subscribed = true,
+                    Event::Incoming(Packet::Publish(_)) => got = true, // not acked on purpose
+                    _ => {}
+                }
+            }
+            if subscribed && !got {
+                publisher
+                    .publish("t/1", QoS::AtLeastOnce, false, b"m".to_vec())
+                    .unwrap();
+            }
+        }
+        sharer.disconnect().unwrap();
+        for _ in 0..10 {
+            if sharer_events
+                .recv_timeout(Duration::from_millis(50))
+                .is_err()
+            {
+                break;
+            }
+        }
+        drop(sharer_events);
+
+        // The router still registers new clients and delivers to them.
+        let (probe, mut probe_events) = client("probe", true);
+        probe.subscribe("p/1", QoS::AtMostOnce).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < deadline, "the router stopped serving");
+            match probe_events.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == "p/1" => break,
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) | Err(_) => {
+                    let _ = publisher.publish("p/1", QoS::AtMostOnce, false, b"x".to_vec());
+                }
+                _ => {}
+            }
+        }
+    }
 }

@@ -204,6 +204,9 @@ pub fn render(src: &Source) -> String {
         "Times the daemon's broker link was built (more than 1 = rebuilt after a failure).",
         s.links_built.load(Ordering::Relaxed),
     );
+    if let Some(broker) = s.broker.get() {
+        broker.render(&mut out);
+    }
     if let Ok(hot) = src.hot.lock() {
         let online = hot.machines_seen_since(crate::store::now() - src.online_window_s);
         gauge(

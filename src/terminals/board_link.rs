@@ -37,6 +37,8 @@ pub struct Stats {
     pub reply_latency: Histogram,
     /// Store faults and the clock's state, for the panel, `/metrics` and staff alerts.
     pub faults: crate::metrics::Faults,
+    /// The broker's login and ACL counters (set when the board link starts).
+    pub broker: std::sync::OnceLock<Arc<crate::broker::GateCounters>>,
 }
 
 /// Most messages handled in one transaction.
@@ -56,6 +58,7 @@ impl BoardLink {
     /// Runs forever on its own thread, rebuilding the link if it dies (e.g. a client took
     /// over its id despite the precautions, or the router dropped it).
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let _ = self.stats.broker.set(self.broker.counters());
         std::thread::Builder::new()
             .name("boards".into())
             .spawn(move || loop {
@@ -72,6 +75,11 @@ impl BoardLink {
         let (id, mut tx, mut rx) = self.broker.link("boards")?;
         tx.subscribe(self.protocol.subscription())
             .map_err(|e| e.to_string())?;
+        // Boards are let in only now that someone listens (issue 10: a query sent in the
+        // window before went unanswered). The subscription is registered once the router
+        // handled it; the router handles a link's events in order, so a PUBLISH from a
+        // board (always after this) finds it.
+        self.broker.open();
         self.stats.links_built.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut current) = self.stats.link_id.lock() {
             current.clone_from(&id);
@@ -313,6 +321,82 @@ mod tests {
     use crate::config::{BrokerConfig, ProtocolConfig, Synchronous};
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
+    fn lab_with_machine_1() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("lab.db"), Synchronous::Normal).unwrap();
+        store
+            .connect()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO machines (machine_id, machine_name, type_id) VALUES (1, 'LASER 1', 1)",
+            )
+            .unwrap();
+        (dir, store)
+    }
+
+    /// Issue 10: boards are served only once the board link is subscribed, so the first
+    /// query after a restart cannot be published before anyone listens.
+    #[test]
+    fn boards_wait_until_the_board_link_listens() {
+        let (_dir, store) = lab_with_machine_1();
+        let cfg = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::start(&cfg, None, &ProtocolConfig::default()).unwrap();
+        let mut opts = MqttOptions::new("BOARD1", "127.0.0.1", broker.addr().port());
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = Client::new(opts, 10);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for e in connection.iter() {
+                let _ = tx.send(e.map_err(|e| e.to_string()));
+            }
+        });
+        // The TCP connection is queued by the kernel, the CONNECT is not answered yet.
+        assert!(
+            !matches!(
+                rx.recv_timeout(Duration::from_millis(500)),
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_))))
+            ),
+            "CONNACK before the board link listened"
+        );
+        client
+            .subscribe("machine/1/reply", QoS::AtMostOnce)
+            .unwrap();
+        client
+            .publish(
+                "machine/1",
+                QoS::AtMostOnce,
+                false,
+                br#"{"action":"checkmachine"}"#.to_vec(),
+            )
+            .unwrap();
+        BoardLink {
+            broker: broker.clone(),
+            store,
+            hot: Arc::default(),
+            protocol: Protocol::new(&ProtocolConfig::default()),
+            rules: Rules::from_config(&ProtocolConfig::default()),
+            stats: Arc::default(),
+        }
+        .spawn()
+        .unwrap();
+        // The very first query, queued before the link existed, gets its reply.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    assert_eq!(p.topic, "machine/1/reply");
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                other => panic!("no reply to the first query: {other:?}"),
+            }
+        }
+    }
+
     /// An impostor takes the board link's client id over (what a device could do without
     /// the reserved-prefix check): the link dies, is rebuilt, and boards get answers again.
     #[test]
@@ -331,7 +415,7 @@ mod tests {
             ..BrokerConfig::default()
         };
         let protocol = Protocol::new(&ProtocolConfig::default());
-        let broker = Broker::start(&cfg, None, &protocol.subscription()).unwrap();
+        let broker = Broker::start(&cfg, None, &ProtocolConfig::default()).unwrap();
         let stats = Arc::new(Stats::default());
         BoardLink {
             broker: broker.clone(),

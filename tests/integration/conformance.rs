@@ -649,9 +649,8 @@ fn scenario_43_third_party_on_reply_and_request_topics_is_ignored() {
             )
             .unwrap();
     }
-    // The board sees the third party's message, and nothing from the daemon.
-    let first = b.next_reply(TIMEOUT).expect("third-party message");
-    assert_eq!(first["action"], "startuse");
+    // Only the daemon may publish there (issue 10): the broker drops the third party's
+    // messages, and the daemon, not subscribed there, does nothing either.
     b.expect_silence();
     assert_eq!(
         lab.count("SELECT COUNT(*) FROM uses WHERE machine_id = 1"),
@@ -691,7 +690,8 @@ fn stats_topic_counts_messages() {
     let b = d.board("1");
     b.must(r#"{"action":"checkmachine"}"#);
     b.client
-        .subscribe("stats/#", rumqttc::QoS::AtMostOnce)
+        // The exact stats topic: wildcards are refused by the broker's ACL (issue 10).
+        .subscribe("stats/fabgate", rumqttc::QoS::AtMostOnce)
         .unwrap();
     let raw = b
         .next_on("stats/fabgate", Duration::from_secs(3))

@@ -3,6 +3,10 @@
 //! or runs the real CLI against the same kind of lab.
 
 mod appliance;
+mod broker_acl;
+mod broker_crash;
+mod broker_limits;
+mod broker_mqtt;
 mod browser;
 mod calendar;
 mod cli;

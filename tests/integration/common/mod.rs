@@ -9,6 +9,7 @@ pub mod browser;
 pub mod chrome;
 pub mod google;
 pub mod server;
+pub mod mqtt_raw;
 pub mod smtp;
 pub mod webhook;
 

@@ -29,6 +29,7 @@ pub use server::{Broker, LinkType, Server};
 
 pub use self::router::shared_subs::Strategy;
 
+pub mod gate;
 mod link;
 pub mod protocol;
 mod router;
@@ -154,6 +155,10 @@ pub struct ConnectionSettings {
     pub external_auth: Option<AuthHandler>,
     #[serde(default)]
     pub dynamic_filters: bool,
+    /// fabgate patch: admission and ACL hooks (see `gate`); when set, `auth` and
+    /// `external_auth` are not used.
+    #[serde(skip)]
+    pub gate: Option<Arc<dyn gate::Gate>>,
 }
 
 impl ConnectionSettings {
@@ -204,6 +209,24 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// fabgate patch: most subscription filters (each has its own log, never freed);
+    /// 0 = no limit. A SUBSCRIBE to a new filter beyond it gets 0x80.
+    #[serde(default)]
+    pub max_filters: usize,
+    /// fabgate patch: most saved persistent sessions (clean_session = 0) of disconnected
+    /// clients; the oldest is forgotten first. 0 = no limit.
+    #[serde(default)]
+    pub max_saved_sessions: usize,
+}
+
+impl RouterConfig {
+    pub(crate) fn max_filters(&self) -> usize {
+        if self.max_filters == 0 {
+            usize::MAX
+        } else {
+            self.max_filters
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -99,6 +99,46 @@ impl<'a> LinkBuilder<'a> {
     }
 
     pub fn build(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let (router_tx, link_rx, outgoing_data_buffer, incoming_data_buffer, generation) =
+            self.register()?;
+        link_rx.recv()?;
+        Self::finish(
+            router_tx,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+            generation,
+        )
+    }
+
+    /// fabgate patch: like `build`, without blocking the async runtime while the router
+    /// registers the connection.
+    pub async fn build_async(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let (router_tx, link_rx, outgoing_data_buffer, incoming_data_buffer, generation) =
+            self.register()?;
+        link_rx.recv_async().await?;
+        Self::finish(
+            router_tx,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+            generation,
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn register(
+        self,
+    ) -> Result<
+        (
+            Sender<(ConnectionId, Event)>,
+            Receiver<()>,
+            Arc<Mutex<VecDeque<Notification>>>,
+            Arc<Mutex<VecDeque<Packet>>>,
+            u64,
+        ),
+        LinkError,
+    > {
         // Connect to router
         // Local connections to the router shall have access to all subscriptions
         let mut connection = Connection::new(
@@ -111,6 +151,7 @@ impl<'a> LinkBuilder<'a> {
         connection
             .last_will(self.last_will, self.last_will_properties)
             .topic_alias_max(self.topic_alias_max);
+        let generation = connection.generation;
         let incoming = Incoming::new(connection.client_id.to_owned());
         let (outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         let outgoing_data_buffer = outgoing.buffer();
@@ -123,9 +164,27 @@ impl<'a> LinkBuilder<'a> {
         };
 
         self.router_tx.send((0, event))?;
+        Ok((
+            self.router_tx,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+            generation,
+        ))
+    }
 
-        link_rx.recv()?;
-        let notification = outgoing_data_buffer.lock().pop_front().unwrap();
+    fn finish(
+        router_tx: Sender<(ConnectionId, Event)>,
+        link_rx: Receiver<()>,
+        outgoing_data_buffer: Arc<Mutex<VecDeque<Notification>>>,
+        incoming_data_buffer: Arc<Mutex<VecDeque<Packet>>>,
+        generation: u64,
+    ) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        // fabgate patch: an empty buffer is an error, not a panic.
+        let notification = outgoing_data_buffer
+            .lock()
+            .pop_front()
+            .ok_or(LinkError::NotConnectionAck)?;
 
         // Right now link identifies failure with dropped rx in router,
         // which is probably ok. We need this here to get id assigned by router
@@ -134,8 +193,9 @@ impl<'a> LinkBuilder<'a> {
             _message => return Err(LinkError::NotConnectionAck),
         };
 
-        let tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
-        let rx = LinkRx::new(id, self.router_tx, link_rx, outgoing_data_buffer);
+        let tx = LinkTx::new(id, router_tx.clone(), incoming_data_buffer);
+        let mut rx = LinkRx::new(id, router_tx, link_rx, outgoing_data_buffer);
+        rx.generation = generation;
         Ok((tx, rx, notification))
     }
 }
@@ -161,6 +221,15 @@ impl LinkTx {
 
     pub fn buffer(&self) -> MutexGuard<RawMutex, VecDeque<Packet>> {
         self.recv_buffer.lock()
+    }
+
+    /// fabgate patch: the connection behind this link is gone. The router disconnects
+    /// `connection_id` only while it still belongs to `generation`: ids are reused, and a
+    /// late close must not drop the next client that got the same id.
+    pub(crate) fn close(&self, generation: u64) {
+        let _ = self
+            .router_tx
+            .send((self.connection_id, Event::LinkClosed(generation)));
     }
 
     /// Send raw device data
@@ -322,6 +391,8 @@ pub struct LinkRx {
     router_rx: Receiver<()>,
     send_buffer: Arc<Mutex<VecDeque<Notification>>>,
     cache: VecDeque<Notification>,
+    /// fabgate patch: generation of the router connection this link belongs to.
+    pub(crate) generation: u64,
 }
 
 impl LinkRx {
@@ -337,6 +408,7 @@ impl LinkRx {
             router_rx,
             send_buffer: outgoing_data_buffer,
             cache: VecDeque::new(), // fabgate patch: grow on demand
+            generation: 0,
         }
     }
 

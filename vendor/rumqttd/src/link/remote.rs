@@ -2,13 +2,17 @@ use crate::link::local::{LinkError, LinkRx, LinkTx};
 use crate::link::network;
 use crate::link::network::Network;
 use crate::local::LinkBuilder;
-use crate::protocol::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol};
+use crate::gate::{ConnectInfo, Session};
+use crate::protocol::{
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol, PubAck, PubAckReason, SubAck,
+    SubscribeReasonCode,
+};
 use crate::router::{Event, Notification};
 use crate::{ConnectionId, ConnectionSettings};
 
 use flume::{RecvError, SendError, Sender, TrySendError};
 use std::cmp::min;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +62,12 @@ pub struct RemoteLink<P> {
     link_rx: LinkRx,
     notifications: VecDeque<Notification>,
     pub(crate) will_delay_interval: u32,
+    /// fabgate patch: the gate's view of this client (ACL), and for SUBSCRIBEs the gate
+    /// refused in part, which filters were refused (patched into the router's SUBACK).
+    session: Option<Box<dyn Session>>,
+    refused_filters: HashMap<u16, Vec<bool>>,
+    /// fabgate patch: generation of this link's router connection (see `Event::LinkClosed`).
+    pub(crate) generation: u64,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -68,6 +78,7 @@ impl<P: Protocol> RemoteLink<P> {
         connect_packet: Packet,
         dynamic_filters: bool,
         assigned_client_id: Option<String>,
+        session: Option<Box<dyn Session>>,
     ) -> Result<RemoteLink<P>, Error> {
         let Packet::Connect(connect, props, lastwill, lastwill_props, _) = connect_packet else {
             return Err(Error::NotConnectPacket(connect_packet));
@@ -100,9 +111,12 @@ impl<P: Protocol> RemoteLink<P> {
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
-            .build()?;
+            // fabgate patch: never block the listener's runtime while the router answers.
+            .build_async()
+            .await?;
 
         let id = link_rx.id();
+        let generation = link_rx.generation;
         Span::current().record("connection_id", id);
 
         if let Some(mut packet) = notification.into() {
@@ -110,7 +124,12 @@ impl<P: Protocol> RemoteLink<P> {
                 let mut new_props = props.clone().unwrap_or_default();
                 new_props.assigned_client_identifier = assigned_client_id;
                 *props = Some(new_props);
-                network.write(packet).await?;
+                // fabgate patch: the router holds this connection now; if the client is
+                // already gone, release it (upstream leaked it, and its client id).
+                if let Err(e) = network.write(packet).await {
+                    link_tx.close(generation);
+                    return Err(e.into());
+                }
             }
         }
 
@@ -122,10 +141,14 @@ impl<P: Protocol> RemoteLink<P> {
             link_rx,
             notifications: VecDeque::new(), // fabgate patch: grow on demand
             will_delay_interval,
+            session,
+            refused_filters: HashMap::new(),
+            generation,
         })
     }
 
     pub async fn start(&mut self) -> Result<(), Error> {
+        // fabgate patch: keep alive 0 means "no keep alive" (MQTT 3.1.1 §3.1.2.10).
         self.network.set_keepalive(self.connect.keep_alive);
 
         // Note:
@@ -134,10 +157,23 @@ impl<P: Protocol> RemoteLink<P> {
             select! {
                 o = self.network.read() => {
                     let packet = o?;
+                    // fabgate patch: packets are read and screened by the gate here, and
+                    // only then handed to the router (which may take the shared buffer
+                    // at any time).
+                    let mut packets = VecDeque::new();
+                    packets.push_back(packet);
+                    self.network.readv(&mut packets)?;
+                    let mut replies = VecDeque::new();
+                    self.screen(&mut packets, &mut replies)?;
+                    if !replies.is_empty() {
+                        self.network.writev(replies).await?;
+                    }
+                    if packets.is_empty() {
+                        continue;
+                    }
                     let len = {
                         let mut buffer = self.link_tx.buffer();
-                        buffer.push_back(packet);
-                        self.network.readv(&mut buffer)?;
+                        buffer.extend(packets);
                         buffer.len()
                     };
 
@@ -152,7 +188,12 @@ impl<P: Protocol> RemoteLink<P> {
                     let mut unscheduled = false;
 
                     for notif in self.notifications.drain(..) {
-                        if let Some(packet) = notif.into() {
+                        if let Some(mut packet) = notif.into() {
+                            if let Packet::SubAck(ack, _) = &mut packet {
+                                if let Some(refused) = self.refused_filters.remove(&ack.pkid) {
+                                    merge_suback(ack, &refused);
+                                }
+                            }
                             packets.push_back(packet);
                         } else {
                             unscheduled = true;
@@ -169,11 +210,104 @@ impl<P: Protocol> RemoteLink<P> {
     }
 }
 
+impl<P> RemoteLink<P> {
+    /// fabgate patch: applies the gate's ACL to packets from the client. Refused
+    /// publishes are dropped (QoS 1/2 still acknowledged so the client moves on),
+    /// refused filters get SUBACK 0x80.
+    fn screen(
+        &mut self,
+        packets: &mut VecDeque<Packet>,
+        replies: &mut VecDeque<Packet>,
+    ) -> Result<(), Error> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let refused_filters = &mut self.refused_filters;
+        let mut close = false;
+        packets.retain_mut(|packet| match packet {
+            Packet::Publish(publish, _) => {
+                if session.publish(&publish.topic, publish.retain) {
+                    return true;
+                }
+                match publish.qos {
+                    crate::protocol::QoS::AtMostOnce => {}
+                    crate::protocol::QoS::AtLeastOnce => replies.push_back(Packet::PubAck(
+                        PubAck {
+                            pkid: publish.pkid,
+                            reason: PubAckReason::NotAuthorized,
+                        },
+                        None,
+                    )),
+                    // The router would not know the PUBREL that follows a PUBREC: a
+                    // refused QoS 2 publish closes the connection instead.
+                    crate::protocol::QoS::ExactlyOnce => close = true,
+                }
+                false
+            }
+            Packet::Subscribe(subscribe, _) => {
+                let refused: Vec<bool> = subscribe
+                    .filters
+                    .iter()
+                    .map(|f| !session.subscribe(&f.path))
+                    .collect();
+                if !refused.iter().any(|r| *r) {
+                    return true;
+                }
+                if refused.iter().all(|r| *r) {
+                    replies.push_back(Packet::SubAck(
+                        SubAck {
+                            pkid: subscribe.pkid,
+                            return_codes: vec![SubscribeReasonCode::Failure; refused.len()],
+                        },
+                        None,
+                    ));
+                    return false;
+                }
+                let mut i = 0;
+                subscribe.filters.retain(|_| {
+                    i += 1;
+                    !refused[i - 1]
+                });
+                refused_filters.insert(subscribe.pkid, refused);
+                true
+            }
+            Packet::Unsubscribe(unsubscribe, _) => {
+                for f in &unsubscribe.filters {
+                    session.unsubscribe(f);
+                }
+                true
+            }
+            _ => true,
+        });
+        if close {
+            return Err(Error::InvalidAuth);
+        }
+        Ok(())
+    }
+}
+
+/// fabgate patch: the router acknowledged only the filters the gate let through; put
+/// 0x80 back at the refused positions.
+fn merge_suback(ack: &mut SubAck, refused: &[bool]) {
+    let mut granted = std::mem::take(&mut ack.return_codes).into_iter();
+    ack.return_codes = refused
+        .iter()
+        .map(|r| {
+            if *r {
+                SubscribeReasonCode::Failure
+            } else {
+                granted.next().unwrap_or(SubscribeReasonCode::Failure)
+            }
+        })
+        .collect();
+}
+
 /// Read MQTT connect packet from network and verify it.
 /// authentication and checks are done here.
 pub async fn mqtt_connect<P>(
     config: Arc<ConnectionSettings>,
     network: &mut Network<P>,
+    session: Option<&mut Box<dyn Session>>,
 ) -> Result<Packet, Error>
 where
     P: Protocol,
@@ -188,20 +322,46 @@ where
     })
     .await??;
 
-    let (connect, _props, login) = match packet {
-        Packet::Connect(ref connect, ref props, _, _, ref login) => (connect, props, login),
+    let (connect, _props, will, login) = match packet {
+        Packet::Connect(ref connect, ref props, ref will, _, ref login) => {
+            (connect, props, will, login)
+        }
         packet => return Err(Error::NotConnectPacket(packet)),
     };
 
     Span::current().record("client_id", &connect.client_id);
 
-    handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
-
-    // When keep_alive feature is disabled client can live forever, which is not good in
-    // distributed broker context so currenlty we don't allow it.
-    if connect.keep_alive == 0 {
-        return Err(Error::ZeroKeepAlive);
+    // fabgate patch: a refused login gets its CONNACK return code (4 bad credentials,
+    // 5 not authorized, 2 client id, 3 unavailable) instead of a bare close.
+    let refused = match session {
+        Some(session) => {
+            let will_topic = will
+                .as_ref()
+                .map(|w| (std::str::from_utf8(&w.topic).unwrap_or("\u{0}"), w.retain));
+            let info = ConnectInfo {
+                client_id: &connect.client_id,
+                username: login.as_ref().map(|l| l.username.as_str()),
+                password: login.as_ref().map(|l| l.password.as_str()),
+                clean_session: connect.clean_session,
+                will: will_topic,
+            };
+            session.login(&info).err()
+        }
+        None => handle_auth(config.clone(), login.as_ref(), &connect.client_id)
+            .await
+            .err()
+            .map(|_| ConnectReturnCode::BadUserNamePassword),
+    };
+    if let Some(code) = refused {
+        let ack = ConnAck {
+            session_present: false,
+            code,
+        };
+        network.write(Packet::ConnAck(ack, None)).await?;
+        return Err(Error::InvalidAuth);
     }
+
+    // fabgate patch: keep alive 0 is allowed by MQTT 3.1.1 (§3.1.2.10): no keep alive.
 
     let empty_client_id = connect.client_id.is_empty();
     let clean_session = connect.clean_session;

@@ -90,6 +90,35 @@ impl DataLog {
         })
     }
 
+    /// fabgate patch: connection `id` reads filter `filter_idx` from segment `segment` on.
+    pub fn note_reader(&mut self, filter_idx: FilterIdx, id: ConnectionId, segment: u64) {
+        if let Some(data) = self.native.get_mut(filter_idx) {
+            data.readers.insert(id, segment);
+        }
+    }
+
+    /// fabgate patch: connection `id` no longer reads `filter`.
+    pub fn forget_reader(&mut self, filter: &str, id: ConnectionId) {
+        let filter = filter
+            .strip_prefix("$share/")
+            .and_then(|s| s.split_once('/'))
+            .map_or(filter, |(_, f)| f);
+        if let Some(idx) = self.filter_indexes.get(filter) {
+            if let Some(data) = self.native.get_mut(*idx) {
+                data.readers.remove(&id);
+            }
+        }
+    }
+
+    /// fabgate patch: for the filter cap.
+    pub fn has_filter(&self, filter: &str) -> bool {
+        self.filter_indexes.contains_key(filter)
+    }
+
+    pub fn filter_count(&self) -> usize {
+        self.filter_indexes.len()
+    }
+
     pub fn meter(&mut self, filter: &str) -> Option<&mut SubscriptionMeter> {
         let data = self.native.get_mut(*self.filter_indexes.get(filter)?)?;
         Some(&mut data.meter)
@@ -311,6 +340,9 @@ impl DataLog {
 pub struct Data<T> {
     filter: Filter,
     pub log: CommitLog<T>,
+    /// fabgate patch: segment index of each reader's cursor, so that data is not dropped
+    /// before it is read (see `CommitLog::append_keeping`).
+    readers: HashMap<ConnectionId, u64>,
     pub waiters: Waiters<DataRequest>,
     meter: SubscriptionMeter,
 }
@@ -342,6 +374,7 @@ where
         Data {
             filter: filter.to_owned(),
             log,
+            readers: HashMap::new(),
             waiters,
             meter: metrics,
         }
@@ -355,7 +388,8 @@ where
         notifications: &mut VecDeque<(ConnectionId, DataRequest)>,
     ) -> (Offset, &Filter) {
         let size = item.size();
-        let offset = self.log.append(item);
+        let oldest_unread = self.readers.values().min().copied();
+        let offset = self.log.append_keeping(item, oldest_unread);
         if let Some(mut parked) = self.waiters.take() {
             notifications.append(&mut parked);
         }

@@ -55,6 +55,9 @@ pub enum Event {
     DeviceData,
     /// Disconnection request
     Disconnect,
+    /// fabgate patch: a remote link of this connection generation ended (ignored when
+    /// the connection id already belongs to a newer connection).
+    LinkClosed(u64),
     /// Shadow
     Shadow(ShadowRequest),
     /// Collect and send alerts to all alerts links

@@ -124,7 +124,7 @@ impl Router {
         Router {
             id: router_id,
             config: config.clone(),
-            graveyard: Graveyard::new(),
+            graveyard: Graveyard::new(config.max_saved_sessions),
             meters,
             alerts,
             connections,
@@ -245,6 +245,19 @@ impl Router {
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
             Event::Disconnect => self.handle_disconnection(id, None),
+            // fabgate patch: upstream's remote link sent `Disconnect` after its socket
+            // closed, which could arrive after a DISCONNECT packet had already freed the
+            // id and a new client had taken it: the new client was dropped at once (the
+            // connect-after-disconnect race).
+            Event::LinkClosed(generation) => {
+                if self
+                    .connections
+                    .get(id)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.handle_disconnection(id, None)
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)
@@ -293,6 +306,7 @@ impl Router {
             }
         }
 
+        // fabgate: the gate refuses with CONNACK 3 before this is reached.
         if self.connections.len() >= self.config.max_connections {
             error!("no space for new connection");
             // let ack = ConnectionAck::Failure("No space for new connection".to_owned());
@@ -476,6 +490,7 @@ impl Router {
 
         // Remove this connection from subscriptions
         for filter in connection.subscriptions.iter() {
+            self.datalog.forget_reader(filter, id);
             if let Some(connections) = self.subscription_map.get_mut(filter) {
                 connections.remove(&id);
             }
@@ -505,12 +520,13 @@ impl Router {
                 if let Some(cursor) = retransmissions.get(&request.filter_idx) {
                     request.cursor = *cursor;
                     // reset the group cursor
+                    // fabgate patch: the group was removed above when this client was
+                    // its last member (upstream: `expect("group must exists")`, which
+                    // aborted the process).
                     if let Some(group_name) = &request.group {
-                        // TODO: Test this more
-                        self.shared_subscriptions
-                            .get_mut(group_name)
-                            .expect("group must exists")
-                            .cursor = *cursor;
+                        if let Some(group) = self.shared_subscriptions.get_mut(group_name) {
+                            group.cursor = *cursor;
+                        }
                     }
                 }
             }
@@ -682,6 +698,16 @@ impl Router {
                             break;
                         }
 
+                        // fabgate patch: filter logs are never freed, so their number
+                        // is capped; a new filter beyond the cap is refused (0x80).
+                        if !self.datalog.has_filter(&filter)
+                            && self.datalog.filter_count() >= self.config.max_filters()
+                        {
+                            warn!("filter cap reached, subscription refused");
+                            return_codes.push(SubscribeReasonCode::Failure);
+                            continue;
+                        }
+
                         let (idx, cursor) = self.datalog.next_native_offset(&filter);
 
                         // in case of shared sub original_filter will be $share/group/topic
@@ -746,6 +772,7 @@ impl Router {
 
                             // remove the subscription id
                             connection.subscription_ids.remove(filter);
+                            self.datalog.forget_reader(filter, id);
 
                             let unsuback = UnsubAck {
                                 pkid,
@@ -977,6 +1004,7 @@ impl Router {
                 group,
             };
 
+            self.datalog.note_reader(filter_idx, id, cursor.0);
             self.scheduler.track(id, request);
             self.scheduler.reschedule(id, ScheduleReason::NewFilter);
             debug_assert!(self.scheduler.check_tracker_duplicates(id).is_none())
@@ -1051,6 +1079,7 @@ impl Router {
                 .and_then(|name| self.shared_subscriptions.get_mut(name));
 
             match forward_device_data(
+                id,
                 &mut request,
                 datalog,
                 outgoing,
@@ -1415,6 +1444,7 @@ enum ConsumeStatus {
 /// 2. `done`: whether the connection was busy or not.
 /// 3. `inflight_full`: whether the inflight requests were completely filled
 fn forward_device_data(
+    id: ConnectionId,
     request: &mut DataRequest,
     datalog: &mut DataLog,
     outgoing: &mut Outgoing,
@@ -1535,6 +1565,7 @@ fn forward_device_data(
     let filter_idx = request.filter_idx;
     request.read_count += publishes.len();
     request.cursor = next;
+    datalog.note_reader(filter_idx, id, next.0);
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {
@@ -1561,7 +1592,13 @@ fn forward_device_data(
     let forwards = publishes
         .into_iter()
         .map(|((mut publish, mut properties), offset)| {
-            publish.qos = protocol::qos(qos).unwrap();
+            // fabgate patch: delivered QoS = min(publish, subscription) (MQTT-3.8.4-6);
+            // upstream stamped the subscription's QoS on every message.
+            if let Some(sub_qos) = protocol::qos(qos) {
+                if (sub_qos as u8) < (publish.qos as u8) {
+                    publish.qos = sub_qos;
+                }
+            }
 
             // if there is some topic alias to use, set it in publish properties
             if topic_alias.is_some() {

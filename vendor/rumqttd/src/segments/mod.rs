@@ -13,6 +13,10 @@ pub enum Position {
     Done { start: (u64, u64), end: (u64, u64) },
 }
 
+/// fabgate patch: how many times `max_segment_count` a log may grow to while a reader
+/// has not read its oldest segment.
+pub const UNREAD_FACTOR: usize = 32;
+
 pub trait Storage {
     fn size(&self) -> usize;
 }
@@ -138,6 +142,26 @@ where
     /// Append a new [`T`] to the active segment.
     #[inline]
     pub fn append(&mut self, message: T) -> (u64, u64) {
+        self.append_keeping(message, None)
+    }
+
+    /// fabgate patch: like `append`, but the oldest segment is kept while a reader has not
+    /// read it yet (`oldest_unread`: lowest segment index a reader's cursor is in), up to
+    /// `UNREAD_FACTOR` times the configured segment count. Upstream dropped it by size
+    /// alone, so a burst of replies overwrote those a board had not read yet.
+    pub fn append_keeping(&mut self, message: T, oldest_unread: Option<u64>) -> (u64, u64) {
+        if self.active_segment().size() >= self.max_segment_size as u64 {
+            let pinned = oldest_unread.is_some_and(|s| s <= self.head);
+            let cap = self.max_mem_segments.saturating_mul(UNREAD_FACTOR);
+            if pinned && self.segments.len() < cap {
+                let absolute_offset = self.active_segment().next_offset();
+                self.segments
+                    .push_back(Segment::with_offset(absolute_offset));
+                self.tail += 1;
+            } else if pinned {
+                warn!("a reader is {cap} segments behind, dropping its oldest unread data");
+            }
+        }
         self.apply_retention();
         let active_segment = self.active_segment_mut();
         active_segment.push(message);

@@ -421,6 +421,16 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 }
             };
 
+            // fabgate patch: the gate may refuse a connection before any byte is read
+            // (per-IP caps, backoff); the socket is then closed at once.
+            let session = match &config.gate {
+                Some(gate) => match gate.accept(addr) {
+                    Some(session) => Some(session),
+                    None => continue,
+                },
+                None => None,
+            };
+
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -456,6 +466,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             stream,
                             protocol,
                             self.awaiting_will_handler.clone(),
+                            session,
                         )
                         .instrument(tracing::info_span!(
                             "websocket_link",
@@ -472,6 +483,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         network,
                         protocol,
                         self.awaiting_will_handler.clone(),
+                        session,
                     )
                     .instrument(tracing::error_span!(
                         "remote_link",
@@ -517,6 +529,7 @@ async fn remote<P: Protocol>(
     stream: Box<dyn N>,
     protocol: P,
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
+    mut session: Option<Box<dyn crate::gate::Session>>,
 ) {
     let mut network = Network::new(
         stream,
@@ -527,7 +540,7 @@ async fn remote<P: Protocol>(
 
     let dynamic_filters = config.dynamic_filters;
 
-    let connect_packet = match mqtt_connect(config, &mut network).await {
+    let connect_packet = match mqtt_connect(config, &mut network, session.as_mut()).await {
         Ok(p) => p,
         Err(e) => {
             error!(error=?e, "Error while handling MQTT connect packet");
@@ -556,20 +569,33 @@ async fn remote<P: Protocol>(
         client_id = format!("{tenant_id}.{client_id}");
     }
 
-    if let Some(sender) = will_handlers.lock().unwrap().remove(&client_id) {
-        let awaiting_will = if clean_session {
-            AwaitingWill::Fire
-        } else {
-            AwaitingWill::Cancel
-        };
-        sender.try_send(awaiting_will).unwrap();
-    }
-
+    // fabgate patch: the previous connection with this client id may already be gone
+    // (its task ended, so the receiver is dropped): that is not an error. Upstream
+    // unwrapped the send and aborted the process (issue 10). A poisoned lock is taken
+    // over: the map holds no invariant a panic could break.
     let (will_tx, will_rx) = flume::bounded::<AwaitingWill>(1);
-    will_handlers
-        .lock()
-        .unwrap()
-        .insert(client_id.clone(), will_tx);
+    {
+        let mut handlers = will_handlers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = handlers.remove(&client_id) {
+            let awaiting_will = if clean_session {
+                AwaitingWill::Fire
+            } else {
+                AwaitingWill::Cancel
+            };
+            let _ = sender.try_send(awaiting_will);
+        }
+        handlers.insert(client_id.clone(), will_tx.clone());
+    }
+    // Removes our entry (and only ours) when this task ends early.
+    let forget_will = |handlers: &Mutex<HashMap<String, Sender<AwaitingWill>>>| {
+        let mut handlers = handlers.lock().unwrap_or_else(|e| e.into_inner());
+        if handlers
+            .get(&client_id)
+            .is_some_and(|s| s.same_channel(&will_tx))
+        {
+            handlers.remove(&client_id);
+        }
+    };
 
     // Start the link
     let mut link = match RemoteLink::new(
@@ -579,12 +605,14 @@ async fn remote<P: Protocol>(
         connect_packet,
         dynamic_filters,
         assigned_client_id,
+        session.take(),
     )
     .await
     {
         Ok(l) => l,
         Err(e) => {
             error!(error=?e, "Remote link error");
+            forget_will(&will_handlers);
             return;
         }
     };
@@ -615,7 +643,8 @@ async fn remote<P: Protocol>(
     };
 
     if send_disconnect {
-        let disconnect = Event::Disconnect;
+        // fabgate patch: generation-checked, see `Event::LinkClosed`.
+        let disconnect = Event::LinkClosed(link.generation);
         let message = (connection_id, disconnect);
         router_tx.send(message).ok();
     }
@@ -632,7 +661,7 @@ async fn remote<P: Protocol>(
         Ok(w) => w.is_ok_and(|k| k == AwaitingWill::Fire),
         Err(_) => {
             // no need to keep the sender after timeout
-            will_handlers.lock().unwrap().remove(&client_id);
+            forget_will(&will_handlers);
             // as will delay interval has passed, publish the will message
             true
         }

@@ -334,7 +334,7 @@ impl Protocol for V4 {
             // v4 Disconnect packet gets handled in the previous check, this branch gets hit when
             // Disconnect packet has properties which is only valid for v5
             PacketType::Disconnect => return Err(Error::InvalidProtocol),
-            _ => unreachable!(),
+            _ => return Err(Error::InvalidProtocol),
         };
 
         Ok(packet)
@@ -361,9 +361,8 @@ impl Protocol for V4 {
             Packet::Disconnect(disconnect, None) => disconnect::write(&disconnect, buffer)?,
             Packet::PingReq(pingreq) => ping::pingreq::write(buffer)?,
             Packet::PingResp(pingresp) => ping::pingresp::write(buffer)?,
-            _ => unreachable!(
-                "This branch only matches for packets with Properties, which is not possible in v4",
-            ),
+            // fabgate patch: an error, never a panic, whatever reaches the writer.
+            _ => return Err(Error::InvalidProtocol),
         };
         Ok(size)
     }
