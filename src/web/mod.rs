@@ -6,6 +6,7 @@
 //! with its own database connection; Server-Sent Events streams get a thread of their own,
 //! capped by `web.max_live_clients`.
 
+pub mod access;
 mod accounts;
 mod csv;
 mod front;
@@ -95,11 +96,26 @@ pub enum Error {
     Tls(#[from] front::TlsError),
 }
 
-/// Creates the first administrator on a lab where nobody can log into the panel;
-/// returns (email, one-time password) to print once.
-pub fn first_admin(store: &Store) -> crate::store::Result<Option<(String, String)>> {
+/// Creates the first administrator on a lab where no administrator can log in, with
+/// `email` (or a placeholder asked for at the first login). Its one-time password goes
+/// to `<data_dir>/first-admin-password` (mode 0600), never to the log: returns (email,
+/// that file) for the log line.
+pub fn first_admin(
+    store: &Store,
+    email: &str,
+    data_dir: &std::path::Path,
+) -> crate::store::Result<Option<(String, std::path::PathBuf)>> {
     let mut conn = store.connect()?;
-    accounts::ensure_first_admin(&mut conn, crate::store::now())
+    let Some((email, password)) =
+        accounts::ensure_first_admin(&mut conn, email, crate::store::now())?
+    else {
+        return Ok(None);
+    };
+    let path = data_dir.join("first-admin-password");
+    crate::passwords::write_private(&path, format!("{password}\n").as_bytes()).map_err(|e| {
+        crate::store::Error::Invalid(format!("cannot write {}: {e}", path.display()))
+    })?;
+    Ok(Some((email, path)))
 }
 
 /// Starts the panel; returns the address browsers connect to.

@@ -16,6 +16,7 @@ mod package;
 mod panel;
 mod panel_people;
 mod panel_presence;
+mod panel_security;
 mod panel_workshop;
 mod readers;
 mod secrets;
