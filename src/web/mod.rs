@@ -9,7 +9,7 @@
 pub mod access;
 mod accounts;
 mod csv;
-mod front;
+pub(crate) mod front;
 // The request/time toolbox is shared by pages still being written (members, machines,
 // history...); until they land some helpers are unused.
 #[allow(dead_code)]
@@ -151,8 +151,9 @@ pub fn start(mut app: App, data_dir: &std::path::Path) -> Result<SocketAddr, Err
         public,
         backend,
         tls,
-        app.cfg.max_connections,
+        front::Limits::from_config(&app.cfg),
         app.peers.clone(),
+        "panel",
     )
     .map_err(|e| Error::Start(e.to_string()))?;
     app.secure_cookies = app.cfg.https;
@@ -250,6 +251,12 @@ fn worker(server: &tiny_http::Server, app: &App) {
             Ok(req) => routes::handle(app, &mut conn, &req),
             Err(Rejected::TooLarge) => Resp::text(413, "Request too large."),
             Err(Rejected::BadBody) => Resp::text(400, "Bad request."),
+        };
+        // Browsers that saw the panel over HTTPS never try it in clear again.
+        let resp = if app.cfg.https {
+            resp.header("Strict-Transport-Security", "max-age=31536000")
+        } else {
+            resp
         };
         match resp.body {
             Body::Bytes(_) => {
