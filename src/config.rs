@@ -163,6 +163,22 @@ pub struct WebConfig {
     pub session_idle_min: i64,
     /// Most browsers receiving live dashboard updates at once.
     pub max_live_clients: usize,
+    /// A session ends this many days after the login, however active (stolen cookies).
+    pub session_max_days: i64,
+    /// Largest request head (request line and headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send a whole request (head and body) once it starts.
+    pub request_deadline_s: u64,
+    /// Most connections open at once from one address (a browser needs about 6).
+    pub max_connections_per_ip: usize,
+    /// Seconds an answer may wait for a client that does not read before the
+    /// connection is closed.
+    pub send_timeout_s: u64,
+    /// Seconds a connection may stay open with no request under way.
+    pub keep_alive_s: u64,
+    /// Email address of the first administrator made at first start; "" = a
+    /// placeholder, asked for at the first login.
+    pub first_admin_email: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -672,6 +688,13 @@ impl Default for WebConfig {
             max_body_bytes: 64 * 1024,
             session_idle_min: 12 * 60,
             max_live_clients: 8,
+            session_max_days: 7,
+            max_header_bytes: 8 * 1024,
+            request_deadline_s: 10,
+            max_connections_per_ip: 16,
+            send_timeout_s: 30,
+            keep_alive_s: 60,
+            first_admin_email: String::new(),
         }
     }
 }
@@ -878,6 +901,28 @@ impl Config {
         }
         if w.session_idle_min < 1 {
             return Err(bad("web.session_idle_min", "must be at least 1"));
+        }
+        if w.session_max_days < 1 {
+            return Err(bad("web.session_max_days", "must be at least 1"));
+        }
+        if !(1024..=64 * 1024).contains(&w.max_header_bytes) {
+            return Err(bad(
+                "web.max_header_bytes",
+                "must be between 1024 and 65536",
+            ));
+        }
+        if w.request_deadline_s < 1 || w.send_timeout_s < 1 || w.keep_alive_s < 1 {
+            return Err(bad(
+                "web.request_deadline_s",
+                "request_deadline_s, send_timeout_s and keep_alive_s must be at least 1",
+            ));
+        }
+        if w.max_connections_per_ip < 1 {
+            return Err(bad("web.max_connections_per_ip", "must be at least 1"));
+        }
+        if !w.first_admin_email.is_empty() && crate::validate::email(&w.first_admin_email).is_err()
+        {
+            return Err(bad("web.first_admin_email", "must be an email address"));
         }
         if self.store.flush_interval_s == 0 {
             return Err(bad("store.flush_interval_s", "must be above 0"));

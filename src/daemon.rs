@@ -203,13 +203,18 @@ impl Daemon {
             }
             .spawn()?;
         }
-        if let Some((email, password)) = crate::web::first_admin(&store)? {
-            // The one time this password exists in clear, printed once as the lab's first
-            // login (issue 3). It is not logged through `log` (whose lines may be kept at
-            // any level) and stops working at the first login, which forces a new one.
+        if let Some((email, file)) = crate::web::first_admin(
+            &store,
+            &config.web.first_admin_email,
+            &config.store.data_dir,
+        )? {
+            // The one-time password is in a file only the daemon's user can read (issue
+            // 11), not in the journal; it stops working at the first login. Printed
+            // directly, not through `log`, which keeps addresses out of its lines.
             eprintln!(
-                "<4>first start: log into the panel as {email} with the one-time password {password} \
-                 (you must change it at first login)"
+                "<4>first start: log into the panel as {email} with the one-time password in {} \
+                 (you must change it at first login)",
+                file.display()
             );
         }
         let mut app = crate::web::App::new(

@@ -118,6 +118,23 @@ fn werkzeug(stored: &str, password: &str) -> bool {
     derived.len() == expected.len() && bool::from(derived.ct_eq(&expected))
 }
 
+/// Writes a file only its owner can read (0600 from the start, never a moment 0644),
+/// replacing what was there.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode through `open`: tighten it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// A readable random password for first logins and resets (no look-alike characters).
 pub fn generate() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY346789";

@@ -35,6 +35,17 @@ pub enum Error {
     Start(String),
 }
 
+/// A scraper or two, asking every few seconds: small limits.
+const LIMITS: crate::web::front::Limits = crate::web::front::Limits {
+    max_connections: 16,
+    per_ip: 4,
+    max_header: 8 * 1024,
+    max_body: 1024,
+    deadline: std::time::Duration::from_secs(10),
+    send_timeout: std::time::Duration::from_secs(10),
+    keep_alive: std::time::Duration::from_secs(60),
+};
+
 /// What `/metrics` reads.
 #[derive(Clone)]
 pub struct Source {
@@ -67,9 +78,17 @@ pub fn start(
     Ok(())
 }
 
-/// Binds `addr` and serves `/metrics` on a thread; returns the bound address.
+/// Binds `addr` and serves `/metrics` on a thread; returns the bound address. Scrapers
+/// come through the panel's front (`web::front`) with small limits of their own, so a
+/// flood of connections, slow requests or huge headers cannot pile up threads or memory
+/// here either; tiny_http listens on loopback only.
 pub fn serve(addr: SocketAddr, source: Source) -> Result<SocketAddr, Error> {
-    let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    let public = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    let bound = public
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Bind { addr, source })?;
     // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no 40 ms Nagle
     // stall on the response (research/deps.md).
     let one: libc::c_int = 1;
@@ -83,9 +102,18 @@ pub fn serve(addr: SocketAddr, source: Source) -> Result<SocketAddr, Error> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    let bound = listener
+    let backend = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
+    crate::web::front::spawn(
+        public,
+        backend,
+        None,
+        LIMITS,
+        crate::web::front::Peers::default(),
+        "metrics",
+    )
+    .map_err(|e| Error::Start(e.to_string()))?;
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| Error::Start(e.to_string()))?;
     std::thread::Builder::new()

@@ -118,10 +118,13 @@ pub struct RoleRow {
     pub reserved: bool,
     /// Members holding the role (deleted ones included).
     pub members: i64,
+    /// What the panel allows: 0 nothing, 1 viewer, 2 staff, 3 administrator.
+    pub panel_level: i64,
 }
 
 const ROLE_SELECT: &str = "SELECT r.role_id, r.role_name, r.authorize_all, r.maintenance,
-    r.backend_admin, r.reserved, (SELECT COUNT(*) FROM members u WHERE u.role_id = r.role_id)
+    r.backend_admin, r.reserved, (SELECT COUNT(*) FROM members u WHERE u.role_id = r.role_id),
+    r.panel_level
     FROM roles r";
 
 fn role_from_row(r: &Row) -> rusqlite::Result<RoleRow> {
@@ -133,7 +136,17 @@ fn role_from_row(r: &Row) -> rusqlite::Result<RoleRow> {
         backend_admin: r.get(4)?,
         reserved: r.get(5)?,
         members: r.get(6)?,
+        panel_level: r.get(7)?,
     })
+}
+
+/// Sets what a role allows in the panel (0-3); `backend_admin` follows (a trigger).
+pub fn set_role_panel_level(conn: &Connection, id: i64, level: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE roles SET panel_level = ?2, backend_admin = (?2 > 0) WHERE role_id = ?1",
+    )?
+    .execute(params![id, level.clamp(0, 3)])?;
+    Ok(())
 }
 
 pub fn roles(conn: &Connection) -> Result<Vec<RoleRow>> {

@@ -269,4 +269,42 @@ BEGIN
     WHERE intervention_id = NEW.intervention_id;
 END;
 "#,
+    // 11: panel capabilities (issue 11). `backend_admin` stays "may log into the panel";
+    // `panel_level` says what for: 1 viewer (read-only wall/desk), 2 staff (members, cards,
+    // machines, uses, maintenance, the register), 3 administrator (settings, roles,
+    // backups, other staff's passwords). Roles that could log in before keep panel
+    // access: FabOMatic's reserved "admins" role and any role named like an
+    // administrator become administrators, other panel roles become staff. The triggers
+    // keep the two columns agreeing for writers that only know `backend_admin` (the
+    // FabOMatic importer, the CLI, older tests).
+    r#"
+ALTER TABLE roles ADD COLUMN panel_level INTEGER NOT NULL DEFAULT 0
+    CHECK (panel_level BETWEEN 0 AND 3);
+UPDATE roles SET panel_level = CASE
+    WHEN backend_admin = 0 THEN 0
+    WHEN reserved = 1 OR lower(role_name) LIKE '%admin%' OR lower(role_name) LIKE '%amministr%' THEN 3
+    ELSE 2 END;
+CREATE TRIGGER roles_panel_level_new AFTER INSERT ON roles
+WHEN NEW.backend_admin = 1 AND NEW.panel_level = 0 BEGIN
+    UPDATE roles SET panel_level = CASE
+        WHEN NEW.reserved = 1 OR lower(NEW.role_name) LIKE '%admin%' OR lower(NEW.role_name) LIKE '%amministr%' THEN 3
+        ELSE 2 END
+    WHERE role_id = NEW.role_id;
+END;
+CREATE TRIGGER roles_panel_on AFTER UPDATE OF backend_admin ON roles
+WHEN NEW.backend_admin = 1 AND NEW.panel_level = 0 BEGIN
+    UPDATE roles SET panel_level = CASE
+        WHEN NEW.reserved = 1 OR lower(NEW.role_name) LIKE '%admin%' OR lower(NEW.role_name) LIKE '%amministr%' THEN 3
+        ELSE 2 END
+    WHERE role_id = NEW.role_id;
+END;
+CREATE TRIGGER roles_panel_off AFTER UPDATE OF backend_admin ON roles
+WHEN NEW.backend_admin = 0 AND NEW.panel_level <> 0 BEGIN
+    UPDATE roles SET panel_level = 0 WHERE role_id = NEW.role_id;
+END;
+CREATE TRIGGER roles_panel_level_set AFTER UPDATE OF panel_level ON roles
+WHEN (NEW.panel_level > 0) <> (NEW.backend_admin = 1) BEGIN
+    UPDATE roles SET backend_admin = (NEW.panel_level > 0) WHERE role_id = NEW.role_id;
+END;
+"#,
 ];

@@ -88,13 +88,23 @@ pub fn set_password(
     Ok(())
 }
 
-/// On a lab where nobody can log into the panel, creates an administrator with a random
-/// one-time password, which the caller prints once. It must be changed at first login.
-pub fn ensure_first_admin(conn: &mut Connection, now: i64) -> Result<Option<(String, String)>> {
+/// On a lab where no administrator can log into the panel, creates one with a random
+/// one-time password, which the caller hands over once. It must be changed at first
+/// login. `email` "" means the placeholder `FIRST_ADMIN_EMAIL`.
+pub fn ensure_first_admin(
+    conn: &mut Connection,
+    email: &str,
+    now: i64,
+) -> Result<Option<(String, String)>> {
+    let email = if email.trim().is_empty() {
+        FIRST_ADMIN_EMAIL
+    } else {
+        email.trim()
+    };
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let exists: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM members m JOIN roles r ON r.role_id = m.role_id
-         WHERE r.backend_admin = 1 AND m.disabled = 0 AND m.deleted = 0
+         WHERE r.backend_admin = 1 AND r.panel_level >= 3 AND m.disabled = 0 AND m.deleted = 0
          AND m.password_hash IS NOT NULL AND m.email IS NOT NULL AND m.email <> '')",
         [],
         |r| r.get(0),
@@ -104,7 +114,7 @@ pub fn ensure_first_admin(conn: &mut Connection, now: i64) -> Result<Option<(Str
     }
     let role: Option<i64> = tx
         .query_row(
-            "SELECT role_id FROM roles WHERE backend_admin = 1 ORDER BY authorize_all DESC, role_id LIMIT 1",
+            "SELECT role_id FROM roles WHERE panel_level >= 3 ORDER BY authorize_all DESC, role_id LIMIT 1",
             [],
             |r| r.get(0),
         )
@@ -113,8 +123,8 @@ pub fn ensure_first_admin(conn: &mut Connection, now: i64) -> Result<Option<(Str
         Some(r) => r,
         None => {
             tx.execute(
-                "INSERT INTO roles (role_name, authorize_all, reserved, maintenance, backend_admin)
-                 VALUES ('panel admins', 1, 1, 1, 1)",
+                "INSERT INTO roles (role_name, authorize_all, reserved, maintenance, backend_admin, panel_level)
+                 VALUES ('panel admins', 1, 1, 1, 1, 3)",
                 [],
             )?;
             tx.last_insert_rowid()
@@ -124,7 +134,7 @@ pub fn ensure_first_admin(conn: &mut Connection, now: i64) -> Result<Option<(Str
     let existing: Option<i64> = tx
         .query_row(
             "SELECT member_id FROM members WHERE email = ?1 COLLATE NOCASE",
-            [FIRST_ADMIN_EMAIL],
+            [email],
             |r| r.get(0),
         )
         .optional()?;
@@ -139,14 +149,14 @@ pub fn ensure_first_admin(conn: &mut Connection, now: i64) -> Result<Option<(Str
         None => {
             tx.execute(
                 "INSERT INTO members (name, surname, role_id, email, created_at) VALUES ('Admin', '', ?1, ?2, ?3)",
-                params![role, FIRST_ADMIN_EMAIL, now],
+                params![role, email, now],
             )?;
             tx.last_insert_rowid()
         }
     };
     set_password(&tx, id, &password, true)?;
     tx.commit()?;
-    Ok(Some((FIRST_ADMIN_EMAIL.to_string(), password)))
+    Ok(Some((email.to_string(), password)))
 }
 
 /// The lab's name for page titles.

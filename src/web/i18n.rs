@@ -74,6 +74,14 @@ fn italian() -> &'static HashMap<&'static str, &'static str> {
 
 /// Texts of the frame, login and dashboard; each area of the panel has its own `IT`.
 const IT: &[(&str, &str)] = &[
+    ("Your role does not allow this.", "Il tuo ruolo non lo consente."),
+    ("viewer", "sola lettura"),
+    ("staff", "staff"),
+    ("administrator", "amministratore"),
+    ("Viewer: read-only screens. Staff: members, cards, machines, uses, maintenance, the register. Administrator: also settings, email, roles, backups and other staff's passwords.", "Sola lettura: schermate senza modifiche. Staff: soci, tessere, macchine, utilizzi, manutenzione, registro presenze. Amministratore: anche impostazioni, email, ruoli, backup e password degli altri."),
+    ("Your email address", "Il tuo indirizzo email"),
+    ("Enter a valid email address.", "Inserisci un indirizzo email valido."),
+    ("Too many failed attempts. Wait a moment and try again.", "Troppi tentativi falliti. Attendi un momento e riprova."),
     ("Dashboard", "Cruscotto"),
     ("Members", "Soci"),
     ("Machines", "Macchine"),

@@ -6,9 +6,10 @@
 //! with its own database connection; Server-Sent Events streams get a thread of their own,
 //! capped by `web.max_live_clients`.
 
+pub mod access;
 mod accounts;
 mod csv;
-mod front;
+pub(crate) mod front;
 // The request/time toolbox is shared by pages still being written (members, machines,
 // history...); until they land some helpers are unused.
 #[allow(dead_code)]
@@ -95,11 +96,26 @@ pub enum Error {
     Tls(#[from] front::TlsError),
 }
 
-/// Creates the first administrator on a lab where nobody can log into the panel;
-/// returns (email, one-time password) to print once.
-pub fn first_admin(store: &Store) -> crate::store::Result<Option<(String, String)>> {
+/// Creates the first administrator on a lab where no administrator can log in, with
+/// `email` (or a placeholder asked for at the first login). Its one-time password goes
+/// to `<data_dir>/first-admin-password` (mode 0600), never to the log: returns (email,
+/// that file) for the log line.
+pub fn first_admin(
+    store: &Store,
+    email: &str,
+    data_dir: &std::path::Path,
+) -> crate::store::Result<Option<(String, std::path::PathBuf)>> {
     let mut conn = store.connect()?;
-    accounts::ensure_first_admin(&mut conn, crate::store::now())
+    let Some((email, password)) =
+        accounts::ensure_first_admin(&mut conn, email, crate::store::now())?
+    else {
+        return Ok(None);
+    };
+    let path = data_dir.join("first-admin-password");
+    crate::passwords::write_private(&path, format!("{password}\n").as_bytes()).map_err(|e| {
+        crate::store::Error::Invalid(format!("cannot write {}: {e}", path.display()))
+    })?;
+    Ok(Some((email, path)))
 }
 
 /// Starts the panel; returns the address browsers connect to.
@@ -135,8 +151,9 @@ pub fn start(mut app: App, data_dir: &std::path::Path) -> Result<SocketAddr, Err
         public,
         backend,
         tls,
-        app.cfg.max_connections,
+        front::Limits::from_config(&app.cfg),
         app.peers.clone(),
+        "panel",
     )
     .map_err(|e| Error::Start(e.to_string()))?;
     app.secure_cookies = app.cfg.https;
@@ -234,6 +251,12 @@ fn worker(server: &tiny_http::Server, app: &App) {
             Ok(req) => routes::handle(app, &mut conn, &req),
             Err(Rejected::TooLarge) => Resp::text(413, "Request too large."),
             Err(Rejected::BadBody) => Resp::text(400, "Bad request."),
+        };
+        // Browsers that saw the panel over HTTPS never try it in clear again.
+        let resp = if app.cfg.https {
+            resp.header("Strict-Transport-Security", "max-age=31536000")
+        } else {
+            resp
         };
         match resp.body {
             Body::Bytes(_) => {

@@ -1,7 +1,10 @@
-//! Every panel URL in one table. Pages other than the login and the assets need a
-//! session; every POST needs the session's CSRF token and a same-origin request; a member
-//! who must change their password sees only the password form.
+//! Dispatches panel requests after the one guard: `access::need` says what each URL
+//! needs (a URL it does not list is a 404), the session's capability must cover it, a
+//! staff member may not act on panel accounts or hand out panel roles (only
+//! administrators may), every POST needs the session's CSRF token and a same-origin
+//! request, and a member who must change their password sees only the password form.
 
+use super::access::{self, Capability, Need};
 use super::http::{Method, Req, Resp};
 use super::i18n::{tr, Lang};
 use super::pages::{dashboard, login, outbox, people, presence, reset, system, workshop, Ctx};
@@ -19,7 +22,13 @@ pub fn handle(app: &App, db: &mut Connection, req: &Req) -> Resp {
     }
     let now = crate::store::now();
     let session = match req.cookie(COOKIE) {
-        Some(token) => match session::load(db, token, now, app.cfg.session_idle_min * 60) {
+        Some(token) => match session::load(
+            db,
+            token,
+            now,
+            app.cfg.session_idle_min * 60,
+            app.cfg.session_max_days * 86_400,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 log::error!("panel: loading a session: {e}");
@@ -67,23 +76,25 @@ pub fn handle(app: &App, db: &mut Connection, req: &Req) -> Resp {
 fn route(cx: &mut Ctx) -> Resp {
     let method = cx.req.method;
     let path = cx.req.path.clone();
-    match (method, path.as_str()) {
-        (Method::Get, "/login") => return login::form(cx, None, ""),
-        (Method::Post, "/login") => return login::login(cx),
-        _ => {}
-    }
-    // The wall screen and phone sign-in links carry their own secret and need no login.
-    let public: Vec<String> = cx.req.segments().iter().map(|s| s.to_string()).collect();
-    let public: Vec<&str> = public.iter().map(String::as_str).collect();
-    if matches!(public.first(), Some(&"wall") | Some(&"in")) {
-        return presence::public(cx, method, &public).unwrap_or_else(|| cx.not_found());
-    }
-    // Password reset by email: the link carries its own secret.
-    if matches!(
-        public.as_slice(),
-        ["password", "forgot"] | ["password", "reset", _]
-    ) {
-        return reset::route(cx, method, &public).unwrap_or_else(|| cx.not_found());
+    let verb = match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Other => "OTHER",
+    };
+    let Some(need) = access::need(verb, &path) else {
+        if method == Method::Other {
+            return Resp::text(405, "Method not allowed.").header("Allow", "GET, POST");
+        }
+        return match (&cx.session, method) {
+            (None, Method::Get) => Resp::redirect("/login"),
+            (None, _) => Resp::text(403, "Log in first."),
+            _ => cx.not_found(),
+        };
+    };
+    let segments: Vec<String> = cx.req.segments().iter().map(|s| s.to_string()).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if need == Need::Public {
+        return public(cx, method, &path, &segments);
     }
     let Some(session) = cx.session.clone() else {
         return match method {
@@ -91,6 +102,11 @@ fn route(cx: &mut Ctx) -> Resp {
             _ => Resp::text(403, "Log in first."),
         };
     };
+    if !need.allows(Some(session.capability)) || escalates(cx, &session, &segments) {
+        let (member, cap) = (session.member_id, session.capability.name());
+        log::warn!("panel: {verb} {path} refused to member {member} ({cap}): not allowed");
+        return denied(cx);
+    }
     if method == Method::Post
         && (!cx.req.same_origin() || !session::csrf_ok(&session, cx.req.field("csrf")))
     {
@@ -106,9 +122,6 @@ fn route(cx: &mut Ctx) -> Resp {
     if session.must_change_password {
         return Resp::redirect("/password");
     }
-    if method == Method::Other {
-        return Resp::text(405, "Method not allowed.").header("Allow", "GET, POST");
-    }
     match (method, path.as_str()) {
         (Method::Get, "/") => return dashboard::page(cx),
         (Method::Get, "/dashboard/cards") => return dashboard::fragment(cx),
@@ -116,8 +129,6 @@ fn route(cx: &mut Ctx) -> Resp {
         _ => {}
     }
     // Each area of the panel owns the URLs under its first path segment.
-    let segments: Vec<String> = cx.req.segments().iter().map(|s| s.to_string()).collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let routed = match segments.first().copied() {
         Some("members" | "roles" | "authorizations" | "unknown-cards") => {
             people::route(cx, method, &segments)
@@ -131,6 +142,80 @@ fn route(cx: &mut Ctx) -> Resp {
         _ => None,
     };
     routed.unwrap_or_else(|| cx.not_found())
+}
+
+/// The routes anyone may use: the login, the assets, and links with their own secret.
+fn public(cx: &mut Ctx, method: Method, path: &str, segments: &[&str]) -> Resp {
+    if let Some(asset) = asset(path) {
+        return asset;
+    }
+    match (method, path) {
+        (Method::Get, "/login") => return login::form(cx, None, ""),
+        (Method::Post, "/login") => return login::login(cx),
+        _ => {}
+    }
+    let routed = match segments.first().copied() {
+        Some("wall" | "in") => presence::public(cx, method, segments),
+        Some("password") => reset::route(cx, method, segments),
+        _ => None,
+    };
+    routed.unwrap_or_else(|| cx.not_found())
+}
+
+/// The text of a refusal by the guard (tests look for it).
+pub const DENIED: &str = "Your role does not allow this.";
+
+fn denied(cx: &Ctx) -> Resp {
+    let lang = cx.lang;
+    cx.page(
+        "403",
+        "",
+        maud::html! { h1 { "403" } (super::layout::notice("error", tr(lang, DENIED))) },
+    )
+    .status(403)
+}
+
+/// Would this request give a non-administrator power over panel accounts? Staff manage
+/// members, but a member who can log into the panel (their email, password, role, card,
+/// state) and the roles that open the panel are the administrators' business: otherwise
+/// staff could make themselves administrators through a member form or a reset email.
+fn escalates(cx: &Ctx, session: &session::Session, segments: &[&str]) -> bool {
+    if session.capability >= Capability::Administrator
+        || cx.req.method != Method::Post
+        || segments.first() != Some(&"members")
+    {
+        return false;
+    }
+    let panel_role = |role: i64| -> bool {
+        cx.db
+            .query_row(
+                "SELECT panel_level > 0 FROM roles WHERE role_id = ?1",
+                [role],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap_or(false)
+    };
+    // A role asked for in a member form.
+    if let Ok(role) = cx.req.field("role").parse::<i64>() {
+        if panel_role(role) {
+            return true;
+        }
+    }
+    // The member acted on.
+    if let Some(id) = segments.get(1).and_then(|s| s.parse::<i64>().ok()) {
+        let target: Option<i64> = cx
+            .db
+            .query_row(
+                "SELECT role_id FROM members WHERE member_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .ok();
+        if target.is_some_and(panel_role) {
+            return true;
+        }
+    }
+    false
 }
 
 fn asset(path: &str) -> Option<Resp> {

@@ -19,6 +19,8 @@ pub struct Session {
     pub language: Option<String>,
     pub must_change_password: bool,
     pub card_uid: Option<String>,
+    /// What the member's role allows in the panel.
+    pub capability: super::access::Capability,
 }
 
 fn token_hash(token: &str) -> Vec<u8> {
@@ -37,20 +39,34 @@ pub fn create(conn: &Connection, member_id: i64, now: i64) -> Result<String> {
 }
 
 /// The session of a cookie token, if it is alive and its member may still use the panel.
-/// `last_seen` is written at most every few minutes to spare the SD card.
-pub fn load(conn: &Connection, token: &str, now: i64, idle_s: i64) -> Result<Option<Session>> {
+/// A session ends `idle_s` after its last request and, whatever the activity, `max_s`
+/// after it began (a stolen cookie does not live forever). `last_seen` is written at most
+/// every few minutes to spare the SD card.
+pub fn load(
+    conn: &Connection,
+    token: &str,
+    now: i64,
+    idle_s: i64,
+    max_s: i64,
+) -> Result<Option<Session>> {
     if token.len() != 64 {
         return Ok(None);
     }
     let hash = token_hash(token);
     let row = conn
         .prepare_cached(
-            "SELECT s.member_id, m.name, s.csrf, m.language, m.must_change_password, s.last_seen, m.card_uid
+            "SELECT s.member_id, m.name, s.csrf, m.language, m.must_change_password, s.last_seen, m.card_uid,
+                    r.panel_level, s.created_at
              FROM web_sessions s JOIN members m ON m.member_id = s.member_id
              JOIN roles r ON r.role_id = m.role_id
-             WHERE s.token_hash = ?1 AND r.backend_admin = 1 AND m.disabled = 0 AND m.deleted = 0",
+             WHERE s.token_hash = ?1 AND r.backend_admin = 1 AND r.panel_level > 0
+             AND m.disabled = 0 AND m.deleted = 0",
         )?
         .query_row([&hash], |r| {
+            let level: i64 = r.get(7)?;
+            let Some(capability) = super::access::Capability::from_level(level) else {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            };
             Ok((
                 Session {
                     member_id: r.get(0)?,
@@ -59,15 +75,16 @@ pub fn load(conn: &Connection, token: &str, now: i64, idle_s: i64) -> Result<Opt
                     language: r.get(3)?,
                     must_change_password: r.get(4)?,
                     card_uid: r.get(6)?,
+                    capability,
                 },
-                r.get::<_, i64>(5)?,
+                (r.get::<_, i64>(5)?, r.get::<_, i64>(8)?),
             ))
         })
         .optional()?;
-    let Some((session, last_seen)) = row else {
+    let Some((session, (last_seen, created_at))) = row else {
         return Ok(None);
     };
-    if now - last_seen > idle_s {
+    if now - last_seen > idle_s || now - created_at > max_s {
         destroy(conn, token)?;
         return Ok(None);
     }

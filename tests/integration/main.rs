@@ -20,6 +20,8 @@ mod package;
 mod panel;
 mod panel_people;
 mod panel_presence;
+mod panel_security;
+mod panel_security_front;
 mod panel_workshop;
 mod readers;
 mod safety_clock;

@@ -37,6 +37,12 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Does the logged-in member's role have `cap`? (What a page shows; what it does is
+    /// decided by the guard in `routes`.)
+    pub fn can(&self, cap: crate::web::access::Capability) -> bool {
+        self.session.as_ref().is_some_and(|s| s.capability >= cap)
+    }
+
     pub fn csrf(&self) -> &str {
         self.session.as_ref().map_or("", |s| s.csrf.as_str())
     }

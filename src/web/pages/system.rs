@@ -345,10 +345,12 @@ fn settings(
         .and_then(|s| s.language.clone())
         .unwrap_or_default();
     let langs = [("en", "English"), ("it", "Italiano")];
+    let admin = cx.can(crate::web::access::Capability::Administrator);
     let body = html! {
         h1 { (tr(lang, "Settings")) }
         @if saved { (notice("ok", tr(lang, "Settings saved."))) }
         @if let Some((kind, text)) = message { (notice(kind, text)) }
+        @if admin {
         div.panel {
             h2 { (tr(lang, "Lab")) }
             form.stack method="post" action="/settings" {
@@ -390,6 +392,7 @@ fn settings(
                 label { (tr(lang, "Sender address")) input type="email" name="smtp_from" value=(email.from) placeholder="fablab@example.org" maxlength="254"; }
                 button type="submit" { (tr(lang, "Save")) }
             }
+        }
         }
         div.panel.spaced {
             h2 { (tr(lang, "My language")) }

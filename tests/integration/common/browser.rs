@@ -44,6 +44,26 @@ impl Browser {
         }
     }
 
+    /// The same over HTTPS, accepting the panel's self-signed certificate.
+    pub fn tls(panel: SocketAddr) -> Browser {
+        let tls = ureq::tls::TlsConfig::builder()
+            .disable_verification(true)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .tls_config(tls)
+            .build()
+            .into();
+        Browser {
+            base: format!("https://{panel}"),
+            agent,
+            cookie: None,
+            csrf: None,
+        }
+    }
+
     fn finish(&mut self, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Page {
         let mut resp = resp.expect("HTTP request");
         let status = resp.status().as_u16();
@@ -87,6 +107,15 @@ impl Browser {
         }
         let resp = rq.call();
         self.finish(resp)
+    }
+
+    /// Only the status of a GET, the body left unread (a live event stream never ends).
+    pub fn get_status(&mut self, path: &str) -> u16 {
+        let mut rq = self.agent.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            rq = rq.header("Cookie", format!("fg_session={c}"));
+        }
+        rq.call().expect("HTTP request").status().as_u16()
     }
 
     /// Posts a form as the page would: with the current CSRF token unless `csrf` is given.

@@ -373,7 +373,15 @@ impl TestDaemon {
                 // Recorded before anyone is told the daemon is ready.
                 log2.lock().unwrap().push(line.clone());
                 if let Some(rest) = line.split("one-time password ").nth(1) {
-                    let _ = pw_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                    let word = rest.split_whitespace().next().unwrap_or("");
+                    // Issue 11: the log names the 0600 file that holds it.
+                    let password = match rest.strip_prefix("in ") {
+                        Some(path) => std::fs::read_to_string(path.split(" (").next().unwrap())
+                            .map(|p| p.trim().to_string())
+                            .unwrap_or_default(),
+                        None => word.to_string(),
+                    };
+                    let _ = pw_tx.send(password);
                 }
                 if let Some(rest) = line.split("ready: MQTT on ").nth(1) {
                     let mqtt = rest.split(',').next().unwrap().to_string();

@@ -18,7 +18,8 @@ struct RoleForm {
     name: String,
     authorize_all: bool,
     maintenance: bool,
-    backend_admin: bool,
+    /// What the panel allows (0 nothing, 1 viewer, 2 staff, 3 administrator).
+    panel_level: i64,
 }
 
 impl RoleForm {
@@ -27,7 +28,7 @@ impl RoleForm {
             name: r.name.clone(),
             authorize_all: r.authorize_all,
             maintenance: r.maintenance,
-            backend_admin: r.backend_admin,
+            panel_level: r.panel_level,
         }
     }
 
@@ -36,7 +37,12 @@ impl RoleForm {
             name: cx.req.field("name").to_string(),
             authorize_all: checked(cx.req, "authorize_all"),
             maintenance: checked(cx.req, "maintenance"),
-            backend_admin: checked(cx.req, "backend_admin"),
+            // Older forms (and scripts) sent only the checkbox: that is staff.
+            panel_level: match cx.req.field("panel_level").parse::<i64>() {
+                Ok(l) => l.clamp(0, 3),
+                Err(_) if checked(cx.req, "backend_admin") => 2,
+                Err(_) => 0,
+            },
         }
     }
 }
@@ -69,7 +75,7 @@ pub fn list(cx: &mut Ctx) -> Resp {
                         td { (r.name) @if r.reserved { " " span.badge.offline { (tr(lang, "reserved")) } } }
                         td { (yes_no(lang, r.authorize_all)) }
                         td { (yes_no(lang, r.maintenance)) }
-                        td { (yes_no(lang, r.backend_admin)) }
+                        td { (level_name(lang, r.panel_level)) }
                         td { a href={"/members?role=" (r.id) "&state=all"} { (r.members) } }
                         td { @if !r.reserved {
                             a href={"/roles/" (r.id) "/edit"} { (tr(lang, "Edit")) } " · "
@@ -126,15 +132,6 @@ fn role_form(
                 "Their card can record a maintenance intervention on a board.",
             ),
         ),
-        (
-            "backend_admin",
-            f.backend_admin,
-            tr(lang, "May log into the panel"),
-            tr(
-                lang,
-                "Full access to this panel, with an email and a password.",
-            ),
-        ),
     ];
     html! {
         (subnav(lang, "/roles"))
@@ -151,12 +148,30 @@ fn role_form(
                         span { strong { (label) } br; span.hint { (hint) } }
                     }
                 }
+                label { (tr(lang, "May log into the panel"))
+                    select name="panel_level" {
+                        @for level in 0..=3 {
+                            option value=(level) selected[f.panel_level == level] { (level_name(lang, level)) }
+                        }
+                    }
+                    span.hint { (tr(lang, "Viewer: read-only screens. Staff: members, cards, machines, uses, maintenance, the register. Administrator: also settings, email, roles, backups and other staff's passwords.")) }
+                }
                 div.actions {
                     button type="submit" { (tr(lang, "Save")) }
                     a.button.secondary href="/roles" { (tr(lang, "Cancel")) }
                 }
             }
         }
+    }
+}
+
+/// A panel level as the roles page names it.
+fn level_name(lang: Lang, level: i64) -> &'static str {
+    match crate::web::access::Capability::from_level(level) {
+        None => tr(lang, "no"),
+        Some(crate::web::access::Capability::Viewer) => tr(lang, "viewer"),
+        Some(crate::web::access::Capability::Staff) => tr(lang, "staff"),
+        Some(crate::web::access::Capability::Administrator) => tr(lang, "administrator"),
     }
 }
 
@@ -211,7 +226,7 @@ fn save(cx: &mut Ctx, editing: Option<RoleRow>) -> Resp {
             return form_page(cx, editing.as_ref(), &f, Some(&text));
         }
     };
-    if id.is_some() && id == own_role && !f.backend_admin {
+    if id.is_some() && id == own_role && f.panel_level < 3 {
         let text = tr(
             lang,
             "This is your own role: without May log into the panel you would lock yourself out.",
@@ -222,7 +237,7 @@ fn save(cx: &mut Ctx, editing: Option<RoleRow>) -> Resp {
         name: &name,
         authorize_all: f.authorize_all,
         maintenance: f.maintenance,
-        backend_admin: f.backend_admin,
+        backend_admin: f.panel_level > 0,
     };
     let outcome = write(cx.db, |tx| {
         if store::role_ids_by_name(tx, &name)?
@@ -231,13 +246,15 @@ fn save(cx: &mut Ctx, editing: Option<RoleRow>) -> Resp {
         {
             return Ok(Err(()));
         }
-        Ok(Ok(match id {
+        let saved = match id {
             Some(id) => {
                 store::update_role(tx, id, &role)?;
                 id
             }
             None => store::insert_role(tx, &role)?,
-        }))
+        };
+        store::set_role_panel_level(tx, saved, f.panel_level)?;
+        Ok(Ok(saved))
     });
     match outcome {
         Ok(Ok(saved)) => {
