@@ -203,11 +203,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn refuse_acl(&self, peer: IpAddr, who: &Credential, what: &str, why: &str) {
+    fn refuse_acl(&self, peer: IpAddr, cred: &Credential, what: &str, why: &str) {
         if self.state().acl_log.allow() {
             log::warn!(
                 "MQTT client at {peer} ({} credential) refused {}: {why}",
-                who.kind(),
+                cred.kind(),
                 crate::terminals::messages::truncate(what, 80)
             );
         }
@@ -428,11 +428,11 @@ impl Session for LabSession {
             drop(st);
             s.counters.full.fetch_add(1, Ordering::Relaxed);
             if s.state().acl_log.allow() {
+                let kind = who.kind();
                 log::warn!(
-                    "MQTT client at {} refused: {} connections, the limit for {} credentials",
+                    "MQTT client at {} refused: {} connections, the limit for {kind} credentials",
                     self.ip,
                     room,
-                    who.kind()
                 );
             }
             return Err(ConnectReturnCode::ServiceUnavailable);

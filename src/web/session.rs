@@ -177,6 +177,7 @@ mod tests {
             language: None,
             must_change_password: false,
             card_uid: None,
+            capability: crate::web::access::Capability::Staff,
         };
         let cases: &[(&str, bool)] = &[
             ("0123456789abcdef0123456789abcdef", true),
