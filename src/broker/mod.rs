@@ -92,8 +92,9 @@ impl Broker {
             custom_segment: Some(custom),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
-            // Every filter keeps a log that is never freed: two per board, a few of ours.
-            max_filters: 2 * cfg.max_connections + 64,
+            // Every filter keeps a small log that is never freed (a few hundred bytes
+            // while empty): two per machine id ever used, a few of ours.
+            max_filters: 4 * cfg.max_connections + 64,
             max_saved_sessions: cfg.max_connections,
         };
         let router_tx = rumqttd::Router::new(0, router_cfg).spawn();

@@ -17,6 +17,9 @@ use std::time::Instant;
 
 type PubWithProp = (Publish, Option<PublishProperties>);
 
+/// fabgate patch: most topics whose matching filters are cached.
+const MAX_CACHED_TOPICS: usize = 4096;
+
 #[derive(Clone)]
 pub struct PublishData {
     pub publish: Publish,
@@ -165,6 +168,11 @@ impl DataLog {
                     .collect();
 
                 if !v.is_empty() {
+                    // fabgate patch: a cache, not a record of every topic ever published
+                    // (it grew without end, and every new filter walks it).
+                    if self.publish_filters.len() >= MAX_CACHED_TOPICS {
+                        self.publish_filters.clear();
+                    }
                     self.publish_filters.insert(topic.to_owned(), v.clone());
                 }
 
