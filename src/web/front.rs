@@ -537,7 +537,7 @@ impl Pump {
             .set_read_timeout(Some(Duration::from_millis(500)));
         let until = Instant::now() + Duration::from_secs(2);
         let (mut drained, mut buf) = (0usize, [0u8; 4096]);
-        while drained < 1 << 20 && Instant::now() < until {
+        while drained < 256 << 10 && Instant::now() < until {
             match self.client.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
