@@ -282,5 +282,10 @@ fn fuzzed_packets_and_reconnect_storms_leave_the_daemon_serving() {
     let packets: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     eprintln!("fuzz: {packets} packets sent, the steady board asked {asked} times meanwhile");
     assert!(packets > 4000, "the fuzz run sent only {packets} packets");
-    still_serving(&mut d, "1");
+    // A new login from this host may wait out the failed-login backoff the fuzz earned
+    // it; the board that stayed connected must still be answered.
+    assert!(d.is_running(), "the daemon died");
+    let r = steady.must(r#"{"action":"checkmachine"}"#);
+    assert_eq!(r["request_ok"], true);
+    assert!(!d.log_contains("panicked"), "a thread panicked");
 }

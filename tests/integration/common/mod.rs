@@ -8,8 +8,8 @@ pub mod aiosmtpd;
 pub mod browser;
 pub mod chrome;
 pub mod google;
-pub mod server;
 pub mod mqtt_raw;
+pub mod server;
 pub mod smtp;
 pub mod webhook;
 
