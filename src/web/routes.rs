@@ -88,6 +88,8 @@ fn route(cx: &mut Ctx) -> Resp {
         return match (&cx.session, method) {
             (None, Method::Get) => Resp::redirect("/login"),
             (None, _) => Resp::text(403, "Log in first."),
+            // Before the first password change every other URL leads to the form.
+            (Some(s), _) if s.must_change_password => Resp::redirect("/password"),
             _ => cx.not_found(),
         };
     };

@@ -710,7 +710,6 @@ fn posts_without_login_check_the_origin_too() {
 /// A POST without a session is refused (never a redirect that a script could follow) and
 /// changes nothing; so is one from a session that has not changed its one-time password.
 #[test]
-#[ignore = "after the capability guard (issue 11) a POST /settings before the first password change answers 404, not the /password redirect: to fix with issue 11"]
 fn posts_need_a_session_and_a_changed_password() {
     let (lab, d) = start_f();
     let mut anon = Browser::new(d.panel);
