@@ -131,6 +131,8 @@ impl Daemon {
                 false => e.into(),
             })?;
         store::startup::write_marker(&config.store.data_dir, store::now());
+        // Secrets an older version stored in clear get sealed (issue 11).
+        store::seal_plaintext(&store.connect()?)?;
         // Before any thread may record a use: the lab queues calendar events from then on.
         crate::sync::calendar::configure(&config.sync);
         let auth = if config.broker.allow_anonymous {

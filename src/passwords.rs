@@ -29,7 +29,7 @@ pub fn hash(password: &str) -> String {
 
 /// glibc keeps argon2's freed 19 MiB block in the heap (research/deps.md §8): on a 512 MB
 /// Pi that is a quarter of the daemon's budget for nothing. Hand it back to the OS.
-fn give_back_memory() {
+pub(crate) fn give_back_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory held by the allocator.
     unsafe {
@@ -132,6 +132,25 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
     // An older file keeps its mode through `open`: tighten it.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Creates a file only its owner can read, failing if it exists (two processes making
+/// the same key at once: the loser reads the winner's).
+pub fn create_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    f.write_all(text.as_bytes())?;
     f.sync_all()
 }
 

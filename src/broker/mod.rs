@@ -22,7 +22,7 @@ mod auth;
 mod gate;
 
 pub use acl::{Credential, Topics};
-pub use auth::{hash_password, random_bytes, random_hex, Authenticator};
+pub use auth::{board_secret, hash_password, random_bytes, random_hex, Authenticator};
 pub use gate::GateCounters;
 
 use crate::config::{BrokerConfig, ProtocolConfig};

@@ -5,7 +5,7 @@ use super::admin::{emit, warn, Ctx, Outcome};
 use super::input::{self, plain, shown, NAME_MAX, TEXT_MAX};
 use super::table::{self, Table};
 use super::{BoardCmd, ConfigCmd, ListOpts, MaintenanceCmd, UsesCmd};
-use crate::broker::{hash_password, random_bytes, random_hex};
+use crate::broker::{board_secret, random_hex};
 use crate::config::Config;
 use crate::lab;
 use crate::store::{self, PlanRow, UseRow};
@@ -104,8 +104,6 @@ pub fn maintenance(ctx: &mut Ctx, cmd: MaintenanceCmd) -> Outcome {
 
 /// Random board passwords: 8 bytes = 16 hex digits, easy to type into a board's portal.
 const PASSWORD_BYTES: usize = 8;
-/// Salt per credential (`broker::auth` hashes SHA-256(salt || password)).
-const SALT_BYTES: usize = 16;
 
 pub fn board(ctx: &mut Ctx, cmd: BoardCmd) -> Outcome {
     match cmd {
@@ -197,8 +195,7 @@ fn board_add(
     let given = password.map(|p| input::password(&p)).transpose()?;
     let generated = given.is_none();
     let password = given.unwrap_or_else(|| random_hex(PASSWORD_BYTES));
-    let salt = random_bytes(SALT_BYTES);
-    let hash = hash_password(&salt, &password);
+    let (salt, hash) = board_secret(&password);
     let now = store::now();
     let (username, machine_id, machine_name, replaced) = ctx.write(|db| {
         let (machine_id, machine_name) = match (&machine, lab_wide) {

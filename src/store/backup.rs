@@ -100,6 +100,40 @@ fn copy_checked(src: &Connection, dest: &Path) -> Result<()> {
     result
 }
 
+/// A copy of the live database to hand out (the panel's download): the lab's data
+/// without its secrets. Sealed settings (the SMTP password, the wall secret), board
+/// credentials' password material, panel sessions, password-reset rows and the secret
+/// paths of queued webhook URLs are removed, with `secure_delete` so their bytes do not
+/// linger in free pages, and the file is vacuumed. Restoring it keeps members, history
+/// and panel logins; boards need new credentials and the SMTP password is entered again.
+pub fn shareable_copy(src: &Connection, dest: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(dest);
+    src.execute("VACUUM INTO ?1", [dest.to_string_lossy().as_ref()])?;
+    let scrub = || -> Result<()> {
+        let copy = Connection::open(dest)?;
+        copy.execute_batch("PRAGMA secure_delete = ON; PRAGMA journal_mode = DELETE;")?;
+        let tx = copy.unchecked_transaction()?;
+        for name in super::SECRET_SETTINGS {
+            tx.execute("DELETE FROM settings WHERE key = ?1", [name])?;
+        }
+        tx.execute_batch(
+            "UPDATE board_credentials SET salt = x'', hash = x'';
+             DELETE FROM web_sessions;
+             DELETE FROM password_resets;
+             UPDATE outbox SET payload = json_set(payload, '$.url', '')
+               WHERE kind = 'webhook' AND json_valid(payload);",
+        )?;
+        tx.commit()?;
+        copy.execute_batch("VACUUM")?;
+        Ok(())
+    };
+    let result = scrub();
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
 /// `PRAGMA integrity_check` on an open connection: Ok, or the first problems it lists.
 pub fn integrity(conn: &Connection) -> Result<()> {
     let mut st = conn.prepare("PRAGMA integrity_check")?;

@@ -18,6 +18,7 @@ mod presence;
 mod queries;
 mod retention;
 pub(crate) mod schema;
+mod secrets;
 pub mod startup;
 mod workshop;
 
@@ -30,6 +31,7 @@ pub use people::*;
 pub use presence::*;
 pub use queries::*;
 pub use retention::*;
+pub use secrets::{has_secret, seal_plaintext, secret, set_secret, KEY_FILE, SECRET_SETTINGS};
 pub use workshop::*;
 
 use crate::config::Synchronous;

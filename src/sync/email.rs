@@ -74,7 +74,13 @@ impl Smtp {
             tls,
             ca_file: c.smtp_ca_file.clone(),
             user: get("smtp_user", &c.smtp_user),
-            password: get("smtp_password", &c.smtp_password),
+            // Sealed in the settings (store::secret); the config file's only with its server.
+            password: match store::secret(db, "smtp_password").ok().flatten() {
+                Some(p) if from_panel => p,
+                _ if from_panel => String::new(),
+                Some(p) if !p.is_empty() => p,
+                _ => c.smtp_password.clone(),
+            },
             from: get("smtp_from", &c.smtp_from),
             timeout: Duration::from_secs(c.smtp_timeout_s),
         }
@@ -149,6 +155,96 @@ fn transport(smtp: &Smtp) -> Result<SmtpTransport, String> {
         builder = builder.credentials(Credentials::new(smtp.user.clone(), smtp.password.clone()));
     }
     Ok(builder.build())
+}
+
+/// Where a password-reset email carries its link's token: the token exists only while
+/// the email is composed for delivery (`deliver`), never in the outbox.
+pub const RESET_TOKEN_MARK: &str = "{reset-token}";
+
+/// The payload key naming the reset row (by its token hash) of a reset email.
+const RESET_KEY: &str = "reset";
+
+/// SHA-256 of a password-reset token: what `password_resets.token_hash` holds.
+pub fn reset_token_hash(token: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The outbox payload of a password-reset email whose link is made at delivery: the
+/// rendered email with `RESET_TOKEN_MARK` where the token goes, and the hash naming its
+/// `password_resets` row (a hash without a known token: the link works only once sent).
+pub fn reset_payload(email: &Email, row_hash: &[u8]) -> String {
+    let mut v = serde_json::to_value(email).expect("an email serialises");
+    v[RESET_KEY] = serde_json::Value::String(hex::encode(row_hash));
+    v.to_string()
+}
+
+/// Delivers an outbox email row. A reset email gets its token now: a fresh one whose
+/// hash replaces the row's (in `password_resets` and in the payload, committed before
+/// the send), so the outbox and every copy of the database only ever hold hashes. A
+/// retry makes a new token and the earlier one stops working.
+pub fn deliver(conn: &Connection, smtp: &Smtp, row: &store::OutboxRow) -> Outcome {
+    let key = message_key(row.id, row.created_at, &row.payload);
+    let value: serde_json::Value = match serde_json::from_str(&row.payload) {
+        Ok(v) => v,
+        Err(e) => return Outcome::Permanent(format!("bad payload: {e}")),
+    };
+    let mut email: Email = match serde_json::from_value(value.clone()) {
+        Ok(e) => e,
+        Err(e) => return Outcome::Permanent(format!("bad payload: {e}")),
+    };
+    if let Some(old) = value.get(RESET_KEY).and_then(|v| v.as_str()) {
+        // No token is made while no server could take it.
+        if smtp.host.is_empty() || smtp.from.is_empty() {
+            return send(smtp, &email, &key);
+        }
+        match issue_reset_token(conn, row.id, &value, old) {
+            Ok(Some(token)) => {
+                email.text = email.text.replace(RESET_TOKEN_MARK, &token);
+                email.html = email.html.replace(RESET_TOKEN_MARK, &token);
+            }
+            Ok(None) => {
+                return Outcome::Permanent(
+                    "the reset link was used, replaced or expired before it could be sent".into(),
+                )
+            }
+            Err(e) => return Outcome::Retry(format!("cannot make the reset link: {e}")),
+        }
+    }
+    send(smtp, &email, &key)
+}
+
+/// Replaces the reset row named by `old` (hex hash) with a fresh token's hash, in the
+/// reset table and in the outbox row, in one transaction. `None` when the reset is no
+/// longer live.
+fn issue_reset_token(
+    conn: &Connection,
+    row_id: i64,
+    payload: &serde_json::Value,
+    old: &str,
+) -> store::Result<Option<String>> {
+    let Ok(old) = hex::decode(old) else {
+        return Ok(None);
+    };
+    let token = crate::broker::random_hex(32);
+    let new = reset_token_hash(&token);
+    let tx = conn.unchecked_transaction()?;
+    let changed = tx.execute(
+        "UPDATE password_resets SET token_hash = ?2
+         WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?3",
+        rusqlite::params![old, new, store::now()],
+    )?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let mut payload = payload.clone();
+    payload[RESET_KEY] = serde_json::Value::String(hex::encode(&new));
+    tx.execute(
+        "UPDATE outbox SET payload = ?2 WHERE id = ?1",
+        rusqlite::params![row_id, payload.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(Some(token))
 }
 
 /// Sends one email; `key` is its `message_key`.
@@ -268,7 +364,7 @@ mod tests {
         assert_eq!((smtp.host.as_str(), smtp.port), ("config.example.org", 587));
         store::set_setting(&db, "smtp_host", "panel.example.org").unwrap();
         store::set_setting(&db, "smtp_tls", "tls").unwrap();
-        store::set_setting(&db, "smtp_password", "panel-secret").unwrap();
+        store::set_secret(&db, "smtp_password", "panel-secret").unwrap();
         c.smtp_port = 0;
         let smtp = Smtp::load(&db, &c);
         assert_eq!((smtp.host.as_str(), smtp.port), ("panel.example.org", 465));
@@ -276,7 +372,7 @@ mod tests {
         let shown = format!("{smtp:?} {c:?}");
         assert!(!shown.contains("secret"), "{shown}");
         // A server named in the panel never gets the config file's password or sender.
-        store::set_setting(&db, "smtp_password", "").unwrap();
+        store::set_secret(&db, "smtp_password", "").unwrap();
         let panel_only = Smtp::load(&db, &c);
         assert_eq!(panel_only.password, "");
         assert_eq!(panel_only.from, "");

@@ -18,7 +18,7 @@ pub mod weekly;
 
 use crate::config::SyncConfig;
 use crate::store::{self, Store};
-use outbox::{Backoff, Email};
+use outbox::Backoff;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -220,14 +220,7 @@ impl Worker {
                 continue;
             }
             let outcome = match row.kind.as_str() {
-                "email" => match serde_json::from_str::<Email>(&row.payload) {
-                    Ok(e) => email::send(
-                        &smtp,
-                        &e,
-                        &email::message_key(row.id, row.created_at, &row.payload),
-                    ),
-                    Err(e) => Outcome::Permanent(format!("bad payload: {e}")),
-                },
+                "email" => email::deliver(conn, &smtp, &row),
                 "calendar" => calendar::deliver(conn, &self.config, &row.payload),
                 "webhook" => match serde_json::from_str::<webhook::Post>(&row.payload) {
                     Ok(p) => {

@@ -124,7 +124,7 @@ fn page(cx: &mut Ctx, shown_link: Option<String>) -> Resp {
             store::presence_between(cx.db, day, cx.now + 1, None, 10_000)?.len(),
             store::presence_between(cx.db, from, to, member, 500)?,
             store::member_rows(cx.db)?,
-            store::setting(cx.db, "wall_secret")?,
+            store::secret(cx.db, "wall_secret")?,
         ))
     })();
     let (inside, outside, today, history, members, wall) = match data {
@@ -347,7 +347,7 @@ fn link(cx: &mut Ctx) -> Resp {
 }
 
 fn new_wall(cx: &mut Ctx) -> Resp {
-    match store::set_setting(cx.db, "wall_secret", &crate::broker::random_hex(16)) {
+    match store::set_secret(cx.db, "wall_secret", &crate::broker::random_hex(16)) {
         Ok(()) => Resp::redirect("/presence"),
         Err(e) => cx.failure(&e),
     }
@@ -372,7 +372,7 @@ fn bare(cx: &Ctx, title: &str, refresh: Option<u32>, body: Markup) -> Resp {
 
 fn wall(cx: &mut Ctx, secret: &str) -> Resp {
     let lang = cx.lang;
-    let expected = store::setting(cx.db, "wall_secret").ok().flatten();
+    let expected = store::secret(cx.db, "wall_secret").ok().flatten();
     let ok = expected.is_some_and(|e| {
         e.len() == secret.len()
             && subtle::ConstantTimeEq::ct_eq(e.as_bytes(), secret.as_bytes()).into()

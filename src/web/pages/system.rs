@@ -46,6 +46,8 @@ pub const IT: &[(&str, &str)] = &[
     ("answered", "risposti"),
     ("dropped", "scartati"),
     ("Download a backup", "Scarica un backup"),
+    ("The stored password cannot be opened with this Pi's key file (a backup from elsewhere?): enter it again.", "La password salvata non si apre con il file chiave di questo Pi (un backup da un altro?): inseriscila di nuovo."),
+    ("Secrets stay out of it: the SMTP password, board credentials, sessions and reset links. After restoring it, enter the SMTP password again and give the boards new credentials (fabgate board add).", "Non contiene segreti: password SMTP, credenziali delle schede, sessioni e link di reimpostazione. Dopo averlo ripristinato, inserisci di nuovo la password SMTP e dai nuove credenziali alle schede (fabgate board add)."),
     (
         "A consistent copy of the database, taken while the lab runs.",
         "Una copia coerente del database, presa mentre il laboratorio funziona.",
@@ -278,13 +280,14 @@ fn system(cx: &mut Ctx) -> Resp {
         } } }
         h2 { (tr(lang, "Download a backup")) }
         p { (tr(lang, "A consistent copy of the database, taken while the lab runs.")) " "
+            (tr(lang, "Secrets stay out of it: the SMTP password, board credentials, sessions and reset links. After restoring it, enter the SMTP password again and give the boards new credentials (fabgate board add).")) " "
             a.button.secondary href="/backup" { (tr(lang, "Download a backup")) } }
     };
     cx.page(tr(lang, "System"), "/system", body)
 }
 
-/// A consistent copy made with SQLite's online backup (`VACUUM INTO`): readers and the
-/// boards keep working while it is taken, unlike a copy of the live file.
+/// A consistent copy (`VACUUM INTO`: readers and the boards keep working while it is
+/// taken) without the lab's secrets (`backup::shareable_copy`).
 fn backup(cx: &mut Ctx) -> Resp {
     // Written beside the database (the data directory is ours and writable), read, removed.
     let path = cx
@@ -292,10 +295,7 @@ fn backup(cx: &mut Ctx) -> Resp {
         .store
         .path()
         .with_file_name(format!(".backup-{}.db", crate::broker::random_hex(6)));
-    let taken = cx
-        .db
-        .execute("VACUUM INTO ?1", [path.to_string_lossy().as_ref()])
-        .map_err(store::Error::from);
+    let taken = store::backup::shareable_copy(cx.db, &path);
     let bytes = taken.and_then(|_| {
         std::fs::read(&path).map_err(|e| store::Error::Invalid(format!("reading the backup: {e}")))
     });
@@ -388,6 +388,7 @@ fn settings(
                 label { (tr(lang, "Password"))
                     input type="password" name="smtp_password" value="" autocomplete="new-password"
                         placeholder=(if email.has_password { tr(lang, "stored; leave empty to keep it") } else { "" }); }
+                @if email.unreadable { p.notice.error { (tr(lang, "The stored password cannot be opened with this Pi's key file (a backup from elsewhere?): enter it again.")) } }
                 label.check { input type="checkbox" name="smtp_forget" value="1"; (tr(lang, "Forget the stored password")) }
                 label { (tr(lang, "Sender address")) input type="email" name="smtp_from" value=(email.from) placeholder="fablab@example.org" maxlength="254"; }
                 button type="submit" { (tr(lang, "Save")) }
@@ -465,6 +466,8 @@ struct EmailSettings {
     user: String,
     from: String,
     has_password: bool,
+    /// Stored, but the key file here does not open it (a backup from another Pi).
+    unreadable: bool,
 }
 
 impl EmailSettings {
@@ -476,7 +479,9 @@ impl EmailSettings {
             tls: get("smtp_tls"),
             user: get("smtp_user"),
             from: get("smtp_from"),
-            has_password: !get("smtp_password").is_empty(),
+            has_password: store::has_secret(db, "smtp_password").unwrap_or(false),
+            unreadable: store::has_secret(db, "smtp_password").unwrap_or(false)
+                && store::secret(db, "smtp_password").ok().flatten().is_none(),
         }
     }
 }
@@ -524,6 +529,14 @@ fn save_email(cx: &mut Ctx) -> Resp {
     let forget = cx.req.field("smtp_forget") == "1";
     let result = (|| {
         let tx = cx.db.transaction()?;
+        // The stored password goes only where it was typed for: a new server, port,
+        // security or username without a new password forgets it (else whoever may edit
+        // settings could point the host at their own server and receive it).
+        let get = |k: &str| store::setting(&tx, k).map(Option::unwrap_or_default);
+        let moved = get("smtp_host")? != host
+            || get("smtp_port")? != port
+            || get("smtp_tls")? != tls
+            || get("smtp_user")? != user;
         for (k, v) in [
             ("smtp_host", &host),
             ("smtp_port", &port),
@@ -533,10 +546,13 @@ fn save_email(cx: &mut Ctx) -> Resp {
         ] {
             store::set_setting(&tx, k, v)?;
         }
-        if forget {
-            store::set_setting(&tx, "smtp_password", "")?;
-        } else if !password.is_empty() {
-            store::set_setting(&tx, "smtp_password", &password)?;
+        if !password.is_empty() && !forget {
+            store::set_secret(&tx, "smtp_password", &password)?;
+        } else if forget || moved {
+            if moved && store::has_secret(&tx, "smtp_password")? {
+                log::info!("panel: SMTP server settings changed: the stored password is forgotten");
+            }
+            store::set_secret(&tx, "smtp_password", "")?;
         }
         // Emails waiting for the old settings are tried with the new ones now.
         store::outbox_due_now(&tx, "email", None, cx.now)?;
