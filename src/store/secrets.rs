@@ -147,6 +147,9 @@ pub fn set_secret(conn: &Connection, name: &str, value: &str) -> Result<()> {
 /// Seals secret settings still stored in clear (written by an older fabgate); run at the
 /// daemon's start. Returns how many were sealed.
 pub fn seal_plaintext(conn: &Connection) -> Result<usize> {
+    // The clear value's bytes are zeroed where they were, not left in a free page (and,
+    // after the checkpoint, not in the write-ahead log either).
+    conn.execute_batch("PRAGMA secure_delete = ON")?;
     let mut sealed = 0;
     for name in SECRET_SETTINGS {
         if let Some(v) = setting(conn, name)? {
@@ -157,8 +160,10 @@ pub fn seal_plaintext(conn: &Connection) -> Result<usize> {
         }
     }
     if sealed > 0 {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         log::info!("secrets: {sealed} stored in clear by an older version now sealed");
     }
+    conn.execute_batch("PRAGMA secure_delete = OFF")?;
     Ok(sealed)
 }
 
