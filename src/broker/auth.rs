@@ -23,12 +23,14 @@ use subtle::ConstantTimeEq;
 /// Logins remembered at most (far more than a lab has boards; cleared when full).
 const REMEMBERED: usize = 1024;
 
+/// username -> (stored hash, keyed digest of the password that passed).
+type Passed = HashMap<String, (Vec<u8>, [u8; 32])>;
+
 /// Checks CONNECT credentials against `board_credentials`. Clone-able, thread-safe.
 #[derive(Clone)]
 pub struct Authenticator {
     conn: Arc<Mutex<rusqlite::Connection>>,
-    /// username -> (stored hash, keyed digest of the password that passed).
-    passed: Arc<Mutex<HashMap<String, (Vec<u8>, [u8; 32])>>>,
+    passed: Arc<Mutex<Passed>>,
     /// Per process: the digests above mean nothing outside it.
     key: Arc<[u8; 32]>,
 }
