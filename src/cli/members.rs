@@ -1,4 +1,4 @@
-//! Members and roles: `user add|list|disable|enable`, `role add|list`.
+//! Members and roles: `user add|list|disable|enable|password`, `role add|list`.
 
 use super::admin::{unique_name, warn, who, Ctx, Outcome};
 use super::input::{self, plain, shown, NAME_MAX};
@@ -14,7 +14,9 @@ pub fn user(ctx: &mut Ctx, cmd: UserCmd) -> Outcome {
             card,
             role,
             email,
-        } => user_add(ctx, &name, &surname, card, role, email),
+            admin,
+        } => user_add(ctx, &name, &surname, card, role, email, admin),
+        UserCmd::Password { user } => user_password(ctx, &user),
         UserCmd::List(ListOpts { json }) => {
             let rows = ctx.read(|db| Ok(store::member_rows(db)?))?;
             ctx.list(json, &rows, |rows| {
@@ -52,6 +54,7 @@ fn user_add(
     card: Option<String>,
     role: Option<String>,
     email: Option<String>,
+    admin: bool,
 ) -> Outcome {
     let name = input::text("name", name, 1, NAME_MAX)?;
     let surname = input::text("surname", surname, 0, NAME_MAX)?;
@@ -61,8 +64,12 @@ fn user_add(
     if let Some((_, Some(warning))) = &card {
         warn(warning);
     }
-    let (id, role_name) = ctx.write(|db| {
+    let (id, role_name, password) = ctx.write(|db| {
         let role = match &role {
+            _ if admin => {
+                let id = crate::web::admin_role(db)?;
+                store::role(db, id)?.ok_or("the administrators' role vanished")?
+            }
             Some(r) => input::role(db, r)?,
             None => store::default_role(db)?.ok_or(
                 "no role without special rights to give new members\n\
@@ -92,7 +99,12 @@ fn user_add(
             card_uid: uid,
             email: email.as_deref(),
         };
-        Ok((store::insert_member(db, &new, store::now())?, role.name))
+        let id = store::insert_member(db, &new, store::now())?;
+        let password = match admin {
+            true => Some(crate::web::one_time_password(db, id)?),
+            false => None,
+        };
+        Ok((id, role.name, password))
     })?;
     let card_text = uid.map(|u| format!(", card {u}")).unwrap_or_default();
     ctx.line(format!(
@@ -100,7 +112,33 @@ fn user_add(
         store::full_name(&name, &surname),
         plain(&role_name)
     ));
+    if let Some(password) = password {
+        print_one_time(ctx, &password);
+    }
     Ok(())
+}
+
+/// `user password USER`: a new one-time password for a panel account.
+fn user_password(ctx: &mut Ctx, arg: &str) -> Outcome {
+    let (member, password) = ctx.write(|db| {
+        let m = input::member(db, arg)?;
+        if let Err(why) = crate::web::panel_ready(db, m.id)? {
+            return Err(format!("member {} cannot log into the panel: {why}", who(&m)).into());
+        }
+        Ok((m.clone(), crate::web::one_time_password(db, m.id)?))
+    })?;
+    ctx.line(format!(
+        "new one-time password for member {} (their panel sessions ended)",
+        who(&member)
+    ));
+    print_one_time(ctx, &password);
+    Ok(())
+}
+
+/// The password on a line of its own, once (stdout only: never the log).
+fn print_one_time(ctx: &mut Ctx, password: &str) {
+    ctx.line(format!("one-time password: {password}"));
+    ctx.line("it must be changed at the first login".to_string());
 }
 
 fn user_disable(ctx: &mut Ctx, arg: &str, disable: bool) -> Outcome {

@@ -168,6 +168,16 @@ pub enum UserCmd {
         role: Option<String>,
         #[arg(long)]
         email: Option<String>,
+        /// An administrator of the panel (needs --email): gets the administrators' role
+        /// and a one-time password, printed once.
+        #[arg(long, requires = "email", conflicts_with = "role")]
+        admin: bool,
+    },
+    /// Set a new one-time password for a panel account (printed once; it must be changed
+    /// at the next login). The way back in when every administrator is locked out.
+    Password {
+        /// Member: id, card UID or email.
+        user: String,
     },
     /// List members.
     List(ListOpts),

@@ -112,24 +112,7 @@ pub fn ensure_first_admin(
     if exists {
         return Ok(None);
     }
-    let role: Option<i64> = tx
-        .query_row(
-            "SELECT role_id FROM roles WHERE panel_level >= 3 ORDER BY authorize_all DESC, role_id LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let role = match role {
-        Some(r) => r,
-        None => {
-            tx.execute(
-                "INSERT INTO roles (role_name, authorize_all, reserved, maintenance, backend_admin, panel_level)
-                 VALUES ('panel admins', 1, 1, 1, 1, 3)",
-                [],
-            )?;
-            tx.last_insert_rowid()
-        }
-    };
+    let role = admin_role(&tx)?;
     let password = passwords::generate();
     let existing: Option<i64> = tx
         .query_row(
@@ -157,6 +140,70 @@ pub fn ensure_first_admin(
     set_password(&tx, id, &password, true)?;
     tx.commit()?;
     Ok(Some((email.to_string(), password)))
+}
+
+/// The role that makes its members administrators (panel level 3), made when there is none.
+pub fn admin_role(conn: &Connection) -> Result<i64> {
+    let role: Option<i64> = conn
+        .query_row(
+            "SELECT role_id FROM roles WHERE panel_level >= 3 AND backend_admin = 1
+             ORDER BY authorize_all DESC, role_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match role {
+        Some(r) => r,
+        None => {
+            let name = if conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM roles WHERE role_name = 'panel admins')",
+                [],
+                |r| r.get::<_, bool>(0),
+            )? {
+                format!("panel admins {}", crate::broker::random_hex(2))
+            } else {
+                "panel admins".to_string()
+            };
+            conn.execute(
+                "INSERT INTO roles (role_name, authorize_all, reserved, maintenance, backend_admin, panel_level)
+                 VALUES (?1, 1, 1, 1, 1, 3)",
+                [name],
+            )?;
+            conn.last_insert_rowid()
+        }
+    })
+}
+
+/// Gives a member a new one-time password (to change at the next login) and ends their
+/// sessions; returns it, to be handed over once. For `fabgate user password` on the Pi:
+/// the way back in for a lab whose administrators are all locked out.
+pub fn one_time_password(conn: &Connection, member_id: i64) -> Result<String> {
+    let password = passwords::generate();
+    set_password(conn, member_id, &password, true)?;
+    super::session::destroy_all(conn, member_id)?;
+    Ok(password)
+}
+
+/// Can this member log into the panel once they have a password (a panel role, an
+/// email, not disabled or deleted)? `Err` says why not, for the CLI.
+pub fn panel_ready(conn: &Connection, member_id: i64) -> Result<std::result::Result<(), String>> {
+    let (level, email, disabled, deleted): (i64, Option<String>, bool, bool) = conn.query_row(
+        "SELECT CASE WHEN r.backend_admin = 1 THEN r.panel_level ELSE 0 END, m.email, m.disabled, m.deleted
+         FROM members m JOIN roles r ON r.role_id = m.role_id WHERE m.member_id = ?1",
+        [member_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    Ok(if deleted {
+        Err("the member is deleted".into())
+    } else if disabled {
+        Err("the member is disabled\nhint: `fabgate user enable` first".into())
+    } else if level <= 0 {
+        Err("the member's role has no panel access\nhint: give them a panel role in the panel, or `fabgate user add --admin` for a new administrator".into())
+    } else if email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        Err("the member has no email address to log in with".into())
+    } else {
+        Ok(())
+    })
 }
 
 /// The lab's name for page titles.

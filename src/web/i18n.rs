@@ -81,6 +81,8 @@ const IT: &[(&str, &str)] = &[
     ("Viewer: read-only screens. Staff: members, cards, machines, uses, maintenance, the register. Administrator: also settings, email, roles, backups and other staff's passwords.", "Sola lettura: schermate senza modifiche. Staff: soci, tessere, macchine, utilizzi, manutenzione, registro presenze. Amministratore: anche impostazioni, email, ruoli, backup e password degli altri."),
     ("Your email address", "Il tuo indirizzo email"),
     ("Enter a valid email address.", "Inserisci un indirizzo email valido."),
+    ("Your email address (to log in and to get reset links)", "Il tuo indirizzo email (per accedere e ricevere i link di reimpostazione)"),
+    ("This email address belongs to another member.", "Questo indirizzo email appartiene a un altro socio."),
     ("Too many failed attempts. Wait a moment and try again.", "Troppi tentativi falliti. Attendi un momento e riprova."),
     ("Dashboard", "Cruscotto"),
     ("Members", "Soci"),
@@ -95,8 +97,8 @@ const IT: &[(&str, &str)] = &[
     ("Password", "Password"),
     ("Wrong email or password.", "Email o password errati."),
     (
-        "Too many failed attempts. Try again in 15 minutes.",
-        "Troppi tentativi falliti. Riprova tra 15 minuti.",
+        "Too many failed attempts from here. Wait a moment and try again.",
+        "Troppi tentativi falliti da qui. Attendi un momento e riprova.",
     ),
     (
         "The form expired. Please try again.",

@@ -118,6 +118,8 @@ pub fn first_admin(
     Ok(Some((email, path)))
 }
 
+pub use accounts::{admin_role, one_time_password, panel_ready};
+
 /// Starts the panel; returns the address browsers connect to.
 pub fn start(mut app: App, data_dir: &std::path::Path) -> Result<SocketAddr, Error> {
     let addr = app.cfg.listen;

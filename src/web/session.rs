@@ -116,51 +116,104 @@ pub fn csrf_ok(session: &Session, submitted: &str) -> bool {
         && bool::from(session.csrf.as_bytes().ct_eq(submitted.as_bytes()))
 }
 
-/// Failed logins counted per client address and per account in a sliding window.
+/// Failed logins, per (client address, account) and per client address. Each failure past
+/// a few free ones doubles the wait before that pair (or that address) may try again, up
+/// to `MAX_DELAY`: guessing gets slow, but nobody can lock an account for its owner, who
+/// logs in from another address (or the same one after the wait) as usual. Forgotten
+/// `FORGET` after the wait of the last failure.
 #[derive(Default)]
 pub struct Throttle {
-    failures: HashMap<String, (u32, Instant)>,
+    entries: HashMap<String, Failures>,
 }
 
-/// Failures allowed per window before logins are refused.
-pub const MAX_FAILURES_PER_IP: u32 = 10;
-pub const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
-pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// Failures of one address on one account before the waits begin.
+pub const FREE_PER_ACCOUNT: u32 = 3;
+/// Failures of one address on any accounts before the waits begin.
+pub const FREE_PER_IP: u32 = 10;
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+pub const FORGET: Duration = Duration::from_secs(15 * 60);
+/// Entries kept at most (every address on the LAN, many times over).
+const MAX_ENTRIES: usize = 10_000;
+
+/// The wait after `count` failures of which `free` cost nothing: 2 s, 4 s, 8 s...
+pub fn delay(count: u32, free: u32) -> Duration {
+    if count < free {
+        return Duration::ZERO;
+    }
+    let doublings = (count - free + 1).min(20);
+    Duration::from_secs(1u64 << doublings).min(MAX_DELAY)
+}
 
 impl Throttle {
-    fn count(&self, key: &str) -> u32 {
-        match self.failures.get(key) {
-            Some((n, since)) if since.elapsed() < WINDOW => *n,
-            _ => 0,
-        }
+    fn keys(ip: &str, account: &str) -> [(String, u32); 2] {
+        [
+            (
+                format!("pair:{ip}:{}", account.trim().to_lowercase()),
+                FREE_PER_ACCOUNT,
+            ),
+            (format!("ip:{ip}"), FREE_PER_IP),
+        ]
     }
 
-    /// May this client try to log into this account now?
-    pub fn allowed(&self, ip: &str, account: &str) -> bool {
-        self.count(&format!("ip:{ip}")) < MAX_FAILURES_PER_IP
-            && self.count(&format!("acct:{}", account.to_lowercase())) < MAX_FAILURES_PER_ACCOUNT
+    /// How long this address must still wait before it may try this account (zero: now).
+    pub fn wait(&self, ip: &str, account: &str) -> Duration {
+        Self::keys(ip, account)
+            .iter()
+            .filter_map(|(key, free)| {
+                let f = self.entries.get(key)?;
+                delay(f.count, *free).checked_sub(f.last.elapsed())
+            })
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 
-    pub fn failed(&mut self, ip: &str, account: &str) {
-        for key in [
-            format!("ip:{ip}"),
-            format!("acct:{}", account.to_lowercase()),
-        ] {
-            let e = self.failures.entry(key).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= WINDOW {
-                *e = (0, Instant::now());
+    /// Counts a failure; returns the wait it imposes on the pair.
+    pub fn failed(&mut self, ip: &str, account: &str) -> Duration {
+        let now = Instant::now();
+        let mut imposed = Duration::ZERO;
+        for (key, free) in Self::keys(ip, account) {
+            let f = self.entries.entry(key).or_insert(Failures {
+                count: 0,
+                last: now,
+            });
+            if f.last.elapsed() > delay(f.count, free) + FORGET {
+                f.count = 0;
             }
-            e.0 += 1;
+            f.count = f.count.saturating_add(1);
+            f.last = now;
+            imposed = imposed.max(delay(f.count, free));
         }
-        if self.failures.len() > 10_000 {
-            self.failures
-                .retain(|_, (_, since)| since.elapsed() < WINDOW);
+        if self.entries.len() > MAX_ENTRIES {
+            self.entries
+                .retain(|_, f| f.last.elapsed() < MAX_DELAY + FORGET);
+            if self.entries.len() > MAX_ENTRIES {
+                // Addresses without a wait first; a flood of new ones cannot grow memory.
+                self.entries.retain(|k, f| {
+                    let free = if k.starts_with("ip:") {
+                        FREE_PER_IP
+                    } else {
+                        FREE_PER_ACCOUNT
+                    };
+                    f.count >= free
+                });
+                if self.entries.len() > MAX_ENTRIES {
+                    self.entries.clear();
+                }
+            }
         }
+        imposed
     }
 
-    pub fn succeeded(&mut self, account: &str) {
-        self.failures
-            .remove(&format!("acct:{}", account.to_lowercase()));
+    /// A good login clears the pair (the address's count stays: spraying accounts from one
+    /// address with one good login in between does not reset it).
+    pub fn succeeded(&mut self, ip: &str, account: &str) {
+        let [(pair, _), _] = Self::keys(ip, account);
+        self.entries.remove(&pair);
     }
 }
 
@@ -202,23 +255,43 @@ mod tests {
     }
 
     #[test]
-    fn throttle_counts_per_ip_and_account() {
+    fn throttle_waits_grow_per_address_and_account_and_never_lock_others_out() {
         let mut t = Throttle::default();
-        for _ in 0..MAX_FAILURES_PER_ACCOUNT {
-            assert!(t.allowed("1.2.3.4", "a@x"));
+        for i in 0..FREE_PER_ACCOUNT {
+            assert_eq!(t.wait("1.2.3.4", "a@x"), Duration::ZERO, "failure {i}");
             t.failed("1.2.3.4", "A@x");
         }
-        assert!(
-            !t.allowed("9.9.9.9", "a@x"),
-            "account locked from any address"
-        );
-        assert!(t.allowed("1.2.3.4", "b@x"));
-        for _ in 0..MAX_FAILURES_PER_IP {
+        let first = t.wait("1.2.3.4", "a@x");
+        assert!(first > Duration::from_secs(1) && first <= Duration::from_secs(2));
+        assert_eq!(t.failed("1.2.3.4", "a@x"), Duration::from_secs(4));
+        // The same account from elsewhere, and another account from here: no wait.
+        assert_eq!(t.wait("9.9.9.9", "a@x"), Duration::ZERO);
+        assert_eq!(t.wait("1.2.3.4", "b@x"), Duration::ZERO);
+        t.succeeded("1.2.3.4", "a@x");
+        assert_eq!(t.wait("1.2.3.4", "a@x"), Duration::ZERO);
+        // Spraying accounts from one address.
+        for _ in 0..FREE_PER_IP {
             t.failed("5.5.5.5", &crate::broker::random_hex(4));
         }
-        assert!(
-            !t.allowed("5.5.5.5", "c@x"),
-            "address locked for every account"
-        );
+        assert!(t.wait("5.5.5.5", "c@x") > Duration::ZERO);
+        assert_eq!(t.wait("6.6.6.6", "c@x"), Duration::ZERO);
+    }
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        assert_eq!(delay(2, 3), Duration::ZERO);
+        assert_eq!(delay(3, 3), Duration::from_secs(2));
+        assert_eq!(delay(4, 3), Duration::from_secs(4));
+        assert_eq!(delay(12, 3), MAX_DELAY);
+        assert_eq!(delay(u32::MAX, 3), MAX_DELAY);
+    }
+
+    #[test]
+    fn a_flood_of_addresses_stays_bounded() {
+        let mut t = Throttle::default();
+        for i in 0..(MAX_ENTRIES + 10) {
+            t.failed(&format!("10.0.{}.{}", i / 256, i % 256), "a@x");
+        }
+        assert!(t.entries.len() <= MAX_ENTRIES);
     }
 }

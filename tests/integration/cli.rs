@@ -289,7 +289,14 @@ fn board_credentials_show_the_password_once() {
         )
         .unwrap();
     assert_eq!(salt.len(), 16);
-    assert_eq!(fabgate::broker::hash_password(&salt, &password), hash);
+    // argon2id over hex(SHA-256(salt || password)) (issue 11: a slow hash for boards too).
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let phc = String::from_utf8(hash).unwrap();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    let input = hex::encode(fabgate::broker::hash_password(&salt, &password));
+    assert!(argon2::Argon2::default()
+        .verify_password(input.as_bytes(), &PasswordHash::new(&phc).unwrap())
+        .is_ok());
 
     lab.fail(&["board", "add", "--lab"]);
     let out = lab.ok(&[

@@ -22,6 +22,7 @@ mod panel_people;
 mod panel_presence;
 mod panel_security;
 mod panel_security_front;
+mod panel_security_login;
 mod panel_security_secrets;
 mod panel_workshop;
 mod readers;
