@@ -138,7 +138,7 @@ fn user_password(ctx: &mut Ctx, arg: &str) -> Outcome {
 /// The password on a line of its own, once (stdout only: never the log).
 fn print_one_time(ctx: &mut Ctx, password: &str) {
     ctx.line(format!("one-time password: {password}"));
-    ctx.line("it must be changed at the first login".to_string());
+    ctx.line("it must be changed at the first login");
 }
 
 fn user_disable(ctx: &mut Ctx, arg: &str, disable: bool) -> Outcome {
