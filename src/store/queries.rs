@@ -246,17 +246,46 @@ pub fn closed_use_with_duration_since(
 }
 
 /// A card nobody holds, tapped at a machine or (`None`) at an entrance reader.
+/// Unknown-card rows kept per machine (or per "no machine": the Pi's readers) in any hour.
+pub const UNKNOWN_CARDS_PER_MACHINE_HOUR: i64 = 100;
+/// Unknown-card rows kept in any hour for the whole lab.
+pub const UNKNOWN_CARDS_PER_HOUR: i64 = 500;
+
+/// Records a refused card, unless the hour's rows for this machine or for the lab are at
+/// their cap (a flood of invented UIDs would otherwise grow the database by megabytes a
+/// minute on an SD card). Staff still see the burst: the rows up to the cap, and its
+/// alert. Returns whether it was recorded; the refusal that reaches a cap is logged once.
 pub fn insert_unknown_card(
     conn: &Connection,
     uid: &str,
     machine_id: Option<i64>,
     now: i64,
-) -> Result<()> {
+) -> Result<bool> {
+    let since = now - 3600;
+    let at_machine: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM unknown_cards WHERE timestamp > ?1 AND machine_id IS ?2",
+        )?
+        .query_row(params![since, machine_id], |r| r.get(0))?;
+    let in_lab: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM unknown_cards WHERE timestamp > ?1")?
+        .query_row([since], |r| r.get(0))?;
+    if at_machine >= UNKNOWN_CARDS_PER_MACHINE_HOUR || in_lab >= UNKNOWN_CARDS_PER_HOUR {
+        return Ok(false);
+    }
     let mut st = conn.prepare_cached(
         "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES (?1, ?2, ?3)",
     )?;
     st.execute(params![uid, machine_id, now])?;
-    Ok(())
+    if at_machine + 1 == UNKNOWN_CARDS_PER_MACHINE_HOUR || in_lab + 1 == UNKNOWN_CARDS_PER_HOUR {
+        let scope = machine_id.map_or("the readers".to_string(), |m| format!("machine {m}"));
+        log::warn!(
+            "unknown cards: the hour's cap is reached ({scope}: {}, lab: {}); more are answered but not recorded",
+            at_machine + 1,
+            in_lab + 1
+        );
+    }
+    Ok(true)
 }
 
 fn plan_from_row(r: &Row) -> rusqlite::Result<Plan> {

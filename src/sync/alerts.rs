@@ -1,7 +1,9 @@
 //! Alerts to staff, checked every minute from the jobs thread: maintenance became due on a
 //! machine, a board has been silent for more than `[sync] alert_board_offline_min` (since
 //! the daemon started, at the earliest: a restart is not an outage of every board), an
-//! unknown card was tried `alert_unknown_card_tries` times at one machine within an hour.
+//! unknown card was tried `alert_unknown_card_tries` times at one machine within an hour
+//! (one alert per machine and burst, however many cards; one for the lab when bursts hit
+//! many machines at once).
 //!
 //! Each alert fires once per occurrence, not once per check: the `alerts` table holds a
 //! row per condition while it lasts (`cleared_at` NULL) and the row is cleared when the
@@ -98,31 +100,86 @@ pub fn conditions(
             }
         }
     }
+    out.extend(unknown_card_bursts(db, a, now)?);
+    Ok(out)
+}
+
+/// Machines with their own unknown-card alert at one time; past this, one lab-wide alert.
+pub const MAX_MACHINE_BURSTS: usize = 3;
+
+/// Unknown cards tried `unknown_card_tries` times within an hour: one condition per
+/// machine however many cards (a flood of invented UIDs is one burst, one alert, not one
+/// per card), and a single lab-wide one when more than `MAX_MACHINE_BURSTS` machines
+/// have a burst at once.
+fn unknown_card_bursts(db: &Connection, a: &Alerts, now: i64) -> Result<Vec<Condition>> {
     let mut st = db.prepare_cached(
-        "SELECT u.card_uid, u.machine_id, m.machine_name, COUNT(*) FROM unknown_cards u
+        "SELECT u.machine_id, m.machine_name, u.card_uid, COUNT(*) AS n FROM unknown_cards u
          JOIN machines m ON m.machine_id = u.machine_id
-         WHERE u.timestamp > ?1 GROUP BY u.card_uid, u.machine_id HAVING COUNT(*) >= ?2
-         ORDER BY u.machine_id, u.card_uid",
+         WHERE u.timestamp > ?1 GROUP BY u.machine_id, u.card_uid HAVING n >= ?2
+         ORDER BY u.machine_id, n DESC, u.card_uid",
     )?;
     let rows = st.query_map(params![now - 3600, a.unknown_card_tries], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, i64>(3)?,
         ))
     })?;
+    // machine -> (name, cards, tries, the most tried card and its tries)
+    let mut bursts: Vec<(i64, String, i64, i64, String, i64)> = Vec::new();
     for row in rows {
-        let (uid, machine_id, name, n) = row?;
-        out.push(Condition {
-            kind: UNKNOWN_CARD,
-            subject_key: format!("machine:{machine_id}:card:{uid}"),
-            en: format!("Unknown card {uid} tried {n} times at {name} within an hour"),
-            it: format!("Tessera sconosciuta {uid} provata {n} volte su {name} in un'ora"),
-            machine: name,
-        });
+        let (machine_id, name, uid, n) = row?;
+        match bursts.last_mut() {
+            Some(b) if b.0 == machine_id => {
+                b.2 += 1;
+                b.3 += n;
+            }
+            _ => bursts.push((machine_id, name, 1, n, uid, n)),
+        }
     }
-    Ok(out)
+    if bursts.len() > MAX_MACHINE_BURSTS {
+        let cards: i64 = bursts.iter().map(|b| b.2).sum();
+        let machines = bursts.len();
+        return Ok(vec![Condition {
+            kind: UNKNOWN_CARD,
+            subject_key: "lab".into(),
+            machine: String::new(),
+            en: format!(
+                "Unknown cards tried again and again at {machines} machines within an hour ({cards} cards)"
+            ),
+            it: format!(
+                "Tessere sconosciute provate più volte su {machines} macchine in un'ora ({cards} tessere)"
+            ),
+        }]);
+    }
+    Ok(bursts
+        .into_iter()
+        .map(|(machine_id, name, cards, tries, uid, n)| {
+            let (en, it) = if cards == 1 {
+                (
+                    format!("Unknown card {uid} tried {n} times at {name} within an hour"),
+                    format!("Tessera sconosciuta {uid} provata {n} volte su {name} in un'ora"),
+                )
+            } else {
+                (
+                    format!(
+                        "{cards} unknown cards tried {tries} times at {name} within an hour ({uid} most, {n} times)"
+                    ),
+                    format!(
+                        "{cards} tessere sconosciute provate {tries} volte su {name} in un'ora ({uid} più spesso, {n} volte)"
+                    ),
+                )
+            };
+            Condition {
+                kind: UNKNOWN_CARD,
+                subject_key: format!("machine:{machine_id}"),
+                machine: name,
+                en,
+                it,
+            }
+        })
+        .collect())
 }
 
 /// Fires the new conditions and clears the ended ones, in the caller's transaction.
@@ -415,5 +472,59 @@ mod tests {
             store::insert_unknown_card(&db, "deadbeef", Some(1), t + 3800 + k).unwrap();
         }
         assert_eq!(check(&db, Some(&hot), &A, t + 3900).unwrap().fired.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_invented_cards_is_one_alert_per_machine_then_one_for_the_lab() {
+        let (_d, db) = lab();
+        let t = 1000;
+        let mut hot = Hot::default();
+        for m in 1..=5 {
+            hot.machine_seen(m, t + 10_000);
+        }
+        // Rows as they would be without the store's caps (more than it keeps in an hour).
+        for card in 0..200 {
+            for k in 0..3 {
+                db.execute(
+                    "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES (?1, 1, ?2)",
+                    params![format!("{card:08x}"), t + k],
+                )
+                .unwrap();
+            }
+        }
+        let r = check(&db, Some(&hot), &A, t + 10).unwrap();
+        assert_eq!(r.fired.len(), 1, "{:?}", r.fired);
+        assert_eq!(
+            r.fired[0].en,
+            "200 unknown cards tried 600 times at LASER 1 within an hour (00000000 most, 3 times)"
+        );
+        assert_eq!(emails(&db).len(), 2, "one email per staff member");
+        // More cards at the same machine: the same burst, nothing new.
+        for k in 0..3 {
+            db.execute(
+                "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES ('ffffffff', 1, ?1)",
+                [t + 20 + k],
+            )
+            .unwrap();
+        }
+        assert!(check(&db, Some(&hot), &A, t + 30).unwrap().fired.is_empty());
+        // Bursts at more machines than MAX_MACHINE_BURSTS: one alert for the lab.
+        db.execute_batch(
+            "INSERT INTO machines (machine_id, machine_name) VALUES (3, 'M3'), (4, 'M4'), (5, 'M5')",
+        )
+        .unwrap();
+        for m in 2..=5 {
+            for k in 0..3 {
+                db.execute(
+                    "INSERT INTO unknown_cards (card_uid, machine_id, timestamp) VALUES ('0badcafe', ?1, ?2)",
+                    params![m, t + 40 + k],
+                )
+                .unwrap();
+            }
+        }
+        let r = check(&db, Some(&hot), &A, t + 50).unwrap();
+        assert_eq!(r.fired.len(), 1, "{:?}", r.fired);
+        assert_eq!(r.fired[0].subject_key, "lab");
+        assert_eq!(r.cleared, 1, "the machine's alert gave way to the lab's");
     }
 }

@@ -94,8 +94,15 @@ impl Event<'_> {
         }
     }
 
-    /// The message in `template` (or the built-in one).
+    /// The message in `template` (or the built-in one), values escaped for Slack.
     pub fn render(&self, template: Option<&str>) -> String {
+        self.render_in(template, Dialect::Slack)
+    }
+
+    /// The message in `template` with every value (names, texts: what members and staff
+    /// typed, never the template itself) escaped for the chat's markup, so a name like
+    /// `<!channel>` or `@everyone` is text, not a ping or a link.
+    pub fn render_in(&self, template: Option<&str>, dialect: Dialect) -> String {
         let (mut machine, mut member, mut duration, mut text) = ("", "", String::new(), "");
         match self {
             Event::MachineStarted {
@@ -117,13 +124,73 @@ impl Event<'_> {
             Event::Alert { text: t } => text = t,
             Event::SignedIn { member: p } | Event::SignedOut { member: p } => member = p,
         }
+        let esc = |v: &str| escape(v, dialect);
         template
             .unwrap_or(self.default_template())
-            .replace("{machine}", machine)
-            .replace("{member}", member)
+            .replace("{machine}", &esc(machine))
+            .replace("{member}", &esc(member))
             .replace("{duration}", &duration)
-            .replace("{text}", text)
+            .replace("{text}", &esc(text))
     }
+}
+
+/// How a chat reads markup in a message's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Slack's mrkdwn: `&`, `<`, `>` must be entities (`<!channel>`, `<@U1>`, `<url|x>`).
+    Slack,
+    /// Markdown (Mattermost, Discord, Rocket.Chat...): backslash escapes.
+    Markdown,
+}
+
+impl Dialect {
+    /// From the webhook's URL: Slack's own hosts speak mrkdwn, the others Markdown.
+    pub fn of(url: &str) -> Dialect {
+        let host = url
+            .split_once("://")
+            .map_or(url, |(_, r)| r)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or("")
+            .rsplit('@')
+            .next()
+            .unwrap_or("")
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if host == "slack.com" || host.ends_with(".slack.com") {
+            Dialect::Slack
+        } else {
+            Dialect::Markdown
+        }
+    }
+}
+
+/// A value as plain text in `dialect`. In both, an `@` before a word gets a zero-width
+/// space after it, so `@channel`, `@here`, `@everyone` or `@someone` mention nobody.
+pub fn escape(value: &str, dialect: Dialect) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (dialect, c) {
+            (Dialect::Slack, '&') => out.push_str("&amp;"),
+            (Dialect::Slack, '<') => out.push_str("&lt;"),
+            (Dialect::Slack, '>') => out.push_str("&gt;"),
+            (
+                Dialect::Markdown,
+                '\\' | '*' | '_' | '~' | '`' | '|' | '<' | '>' | '[' | ']' | '(' | ')' | '#' | '!',
+            ) => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+        if c == '@' && chars.peek().is_some_and(|n| n.is_alphanumeric()) {
+            out.push('\u{200B}');
+        }
+    }
+    out
 }
 
 /// The lab's changes that chat webhooks hear of; called inside the change's transaction.
@@ -243,7 +310,10 @@ pub fn notify_to(tx: &Connection, hooks: &[WebhookConfig], event: &Event) -> Res
         let post = Post {
             url: h.url.clone(),
             event: event.event().into(),
-            text: event.render(h.templates.get(event.template()).map(String::as_str)),
+            text: event.render_in(
+                h.templates.get(event.template()).map(String::as_str),
+                Dialect::of(&h.url),
+            ),
         };
         let payload = serde_json::to_string(&post).expect("a post serialises");
         store::enqueue(tx, OutboxKind::Webhook, &payload, None, store::now())?;
@@ -341,6 +411,40 @@ fn scrub(text: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_escaped_for_the_chat_and_mention_nobody() {
+        let slack = escape("<!channel> & <@U1|x> *b*", Dialect::Slack);
+        assert_eq!(slack, "&lt;!channel&gt; &amp; &lt;@\u{200B}U1|x&gt; *b*");
+        let md = escape("@everyone *b* [x](http://e) `c` <x>", Dialect::Markdown);
+        assert_eq!(
+            md,
+            "@\u{200B}everyone \\*b\\* \\[x\\]\\(http://e\\) \\`c\\` \\<x\\>"
+        );
+        assert_eq!(escape("mail a@b", Dialect::Slack), "mail a@\u{200B}b");
+        assert_eq!(escape("DRILL 1", Dialect::Markdown), "DRILL 1");
+        assert_eq!(
+            Dialect::of("https://hooks.slack.com/services/T/B/x"),
+            Dialect::Slack
+        );
+        assert_eq!(
+            Dialect::of("https://discord.com/api/webhooks/1/x"),
+            Dialect::Markdown
+        );
+        assert_eq!(
+            Dialect::of("http://user@slack.com.evil/x"),
+            Dialect::Markdown
+        );
+        // The template itself is the lab's and keeps its markup.
+        let e = Event::MachineStarted {
+            machine: "<!here>",
+            member: "@channel",
+        };
+        assert_eq!(
+            e.render_in(Some("*{member}* on {machine}"), Dialect::Slack),
+            "*@\u{200B}channel* on &lt;!here&gt;"
+        );
+    }
 
     #[test]
     fn urls_are_shown_without_their_secret_path() {

@@ -131,9 +131,15 @@ pub fn parse(payload: &[u8]) -> Result<Query, Malformed> {
 }
 
 /// Card UIDs are matched lowercase (protocol.md §8.17: firmware sends lowercase hex).
+/// Anything but hex digits is refused here, at the edge (issue 11): no invented "UID"
+/// reaches the database, an alert or a chat message.
 fn uid(obj: &Map<String, Value>) -> Result<String, Malformed> {
     match obj.get("uid") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_UID_LEN => {
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= MAX_UID_LEN
+                && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
             Ok(s.to_ascii_lowercase())
         }
         _ => Err(Malformed::BadField("uid")),
@@ -340,6 +346,10 @@ mod tests {
             b"{\"action\":\"checkuser\"}",
             b"{\"action\":\"checkuser\",\"uid\":12345678}",
             b"{\"action\":\"checkuser\",\"uid\":\"\"}",
+            b"{\"action\":\"checkuser\",\"uid\":\"<!channel>\"}",
+            b"{\"action\":\"checkuser\",\"uid\":\"aabbccdg\"}",
+            b"{\"action\":\"checkuser\",\"uid\":\"aabb ccdd\"}",
+            b"{\"action\":\"startuse\",\"uid\":\"*bold*\"}",
             b"{\"action\":\"inuse\",\"uid\":\"aabbccd3\"}",
             b"{\"action\":\"inuse\",\"uid\":\"aabbccd3\",\"duration\":\"30\"}",
             b"{\"action\":\"inuse\",\"uid\":\"aabbccd3\",\"duration\":30.5}",

@@ -21,6 +21,7 @@ mod panel;
 mod panel_people;
 mod panel_presence;
 mod panel_security;
+mod panel_security_floods;
 mod panel_security_front;
 mod panel_security_login;
 mod panel_security_secrets;
