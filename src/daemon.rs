@@ -131,8 +131,10 @@ impl Daemon {
                 false => e.into(),
             })?;
         store::startup::write_marker(&config.store.data_dir, store::now());
-        // Secrets an older version stored in clear get sealed (issue 11).
+        // Secrets an older version stored in clear get sealed, and files it left readable
+        // by others are made private (issue 11).
         store::seal_plaintext(&store.connect()?)?;
+        store::tighten_modes(&config.store.data_dir, store.path());
         // Before any thread may record a use: the lab queues calendar events from then on.
         crate::sync::calendar::configure(&config.sync);
         let auth = if config.broker.allow_anonymous {

@@ -9,6 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn main() -> ExitCode {
+    // Files the daemon and the CLI create (database, backups, exports, TLS key) are
+    // 0640 and directories 0750 whoever starts them, as systemd's UMask=0027 gives the
+    // service; secrets are 0600 on their own (issue 11).
+    // SAFETY: umask only sets this process's file mode mask.
+    unsafe {
+        libc::umask(0o027);
+    }
     let args = Cli::parse();
     let command = args.command.unwrap_or(Command::Run);
     // `config check` must work when the --config file is the broken one.

@@ -31,7 +31,9 @@ pub use people::*;
 pub use presence::*;
 pub use queries::*;
 pub use retention::*;
-pub use secrets::{has_secret, seal_plaintext, secret, set_secret, KEY_FILE, SECRET_SETTINGS};
+pub use secrets::{
+    has_secret, seal_plaintext, secret, set_secret, tighten_modes, KEY_FILE, SECRET_SETTINGS,
+};
 pub use workshop::*;
 
 use crate::config::Synchronous;

@@ -167,6 +167,41 @@ pub fn seal_plaintext(conn: &Connection) -> Result<usize> {
     Ok(sealed)
 }
 
+/// Takes group-write and all "other" rights off the lab's files that an older version,
+/// or a start outside systemd with a loose umask, left readable (the database and its
+/// journals, the backups, the panel's TLS files); returns how many it changed.
+pub fn tighten_modes(data_dir: &Path, database: &Path) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let mut paths = vec![database.to_owned()];
+    for suffix in ["-wal", "-shm"] {
+        let mut p = database.as_os_str().to_owned();
+        p.push(suffix);
+        paths.push(PathBuf::from(p));
+    }
+    for sub in ["backups", "tls"] {
+        if let Ok(entries) = std::fs::read_dir(data_dir.join(sub)) {
+            paths.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    let mut changed = 0;
+    for p in paths {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_file() && mode & 0o027 != 0 {
+            let tight = std::fs::Permissions::from_mode(mode & !0o027);
+            if std::fs::set_permissions(&p, tight).is_ok() {
+                changed += 1;
+            }
+        }
+    }
+    if changed > 0 {
+        log::info!("{changed} files of the lab made private (no access for others)");
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

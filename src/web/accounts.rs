@@ -64,6 +64,75 @@ pub fn check_login(conn: &Connection, email: &str, password: &str) -> Result<Opt
     }
 }
 
+/// Every login answer takes as long as the slowest check this lab can need, so its time
+/// tells nothing about the account: an unknown address (a dummy argon2 check), an argon2
+/// account and an imported Werkzeug one (pbkdf2 with 600,000 rounds is 2-4 times an
+/// argon2 check) answer alike. At the first login the floor is measured: one dummy
+/// argon2 check and one check of the costliest imported hash stored; it then only grows
+/// with failed checks that took longer (never past `MAX_FLOOR`).
+#[derive(Debug, Default)]
+pub struct LoginFloor {
+    floor: Option<std::time::Duration>,
+}
+
+/// A floor no check may push the answers past (a Pi under load must not make every
+/// login take half a minute).
+pub const MAX_FLOOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl LoginFloor {
+    /// The floor, measured now if it never was (with the hashing lock held by the caller).
+    pub fn get(&mut self, conn: &Connection) -> std::time::Duration {
+        if let Some(f) = self.floor {
+            return f;
+        }
+        let time = |stored: &str| {
+            let t = std::time::Instant::now();
+            let _ = passwords::verify(stored, "calibration, never a password");
+            t.elapsed()
+        };
+        let mut floor = time(dummy_hash());
+        if let Ok(Some(legacy)) = costliest_legacy_hash(conn) {
+            floor = floor.max(time(&legacy));
+        }
+        let floor = floor.min(MAX_FLOOR);
+        log::debug!(
+            "panel: login answers take at least {} ms",
+            floor.as_millis()
+        );
+        self.floor = Some(floor);
+        floor
+    }
+
+    /// A failed check that took `took`: the floor grows to it.
+    pub fn saw(&mut self, took: std::time::Duration) {
+        if let Some(f) = self.floor.as_mut() {
+            *f = (*f).max(took).min(MAX_FLOOR);
+        }
+    }
+}
+
+/// The stored imported (Werkzeug) hash that costs the most to check, by its parameters.
+fn costliest_legacy_hash(conn: &Connection) -> Result<Option<String>> {
+    let mut st = conn.prepare(
+        "SELECT password_hash FROM members
+         WHERE password_hash IS NOT NULL AND password_hash NOT LIKE '$argon2%'",
+    )?;
+    let hashes = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let cost = |h: &str| -> u64 {
+        let method = h.split('$').next().unwrap_or("");
+        let args: Vec<u64> = method.split(':').filter_map(|a| a.parse().ok()).collect();
+        match (method.starts_with("scrypt"), args.as_slice()) {
+            (true, [n, r, p]) => n.saturating_mul(*r).saturating_mul(*p),
+            (false, [iterations]) => *iterations,
+            (false, []) if method.starts_with("pbkdf2") => 260_000,
+            _ => 0,
+        }
+    };
+    Ok(hashes.into_iter().max_by_key(|h| cost(h)))
+}
+
 pub fn password_hash(conn: &Connection, member_id: i64) -> Result<Option<String>> {
     Ok(conn
         .query_row(

@@ -49,6 +49,8 @@ pub struct App {
     throttle: Mutex<session::Throttle>,
     /// argon2 needs 19 MiB per hash: one at a time on a 512 MB Pi.
     hashing: Mutex<()>,
+    /// How long every login answer takes at least (`accounts::LoginFloor`).
+    login_floor: Mutex<accounts::LoginFloor>,
     live_clients: Arc<AtomicUsize>,
     /// Real browser addresses behind the front's loopback connections.
     peers: front::Peers,
@@ -76,6 +78,7 @@ impl App {
             panel_url: String::new(),
             throttle: Mutex::default(),
             hashing: Mutex::default(),
+            login_floor: Mutex::default(),
             live_clients: Arc::default(),
             peers: front::Peers::default(),
             secure_cookies: false,

@@ -23,6 +23,7 @@ mod panel_presence;
 mod panel_security;
 mod panel_security_floods;
 mod panel_security_front;
+mod panel_security_hygiene;
 mod panel_security_login;
 mod panel_security_secrets;
 mod panel_workshop;
