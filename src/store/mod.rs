@@ -32,7 +32,8 @@ pub use presence::*;
 pub use queries::*;
 pub use retention::*;
 pub use secrets::{
-    has_secret, seal_plaintext, secret, set_secret, tighten_modes, KEY_FILE, SECRET_SETTINGS,
+    derive_token, has_secret, seal_plaintext, secret, set_secret, tighten_modes, KEY_FILE,
+    SECRET_SETTINGS,
 };
 pub use workshop::*;
 

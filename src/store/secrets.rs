@@ -40,6 +40,33 @@ fn key_path(conn: &Connection) -> Result<PathBuf> {
 /// Reads the key; with `create`, makes it (0600, never readable by others for a moment)
 /// when there is none.
 fn load_key(path: &Path, create: bool) -> Result<Option<LessSafeKey>> {
+    let Some(raw) = load_raw(path, create)? else {
+        return Ok(None);
+    };
+    let key = UnboundKey::new(&CHACHA20_POLY1305, &raw)
+        .map_err(|_| Error::Invalid("the secrets key is unusable".into()))?;
+    Ok(Some(LessSafeKey::new(key)))
+}
+
+/// A token only this lab's key file can make from `nonce` (hex of
+/// HMAC-SHA256(key-derived subkey, purpose || nonce)): what is stored (a nonce, the
+/// token's hash) is useless in a copy of the database, yet the token can be made again
+/// for each delivery attempt of the email that carries it (the same link, the same
+/// Message-ID). Makes the key file when there is none.
+pub fn derive_token(conn: &Connection, purpose: &str, nonce: &[u8]) -> Result<String> {
+    use ring::hmac;
+    let raw =
+        load_raw(&key_path(conn)?, true)?.ok_or_else(|| Error::Invalid("no secrets key".into()))?;
+    let root = hmac::Key::new(hmac::HMAC_SHA256, &raw);
+    let sub = hmac::sign(&root, b"fabgate tokens v1");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, sub.as_ref());
+    let mut msg = purpose.as_bytes().to_vec();
+    msg.push(0);
+    msg.extend_from_slice(nonce);
+    Ok(hex::encode(hmac::sign(&key, &msg).as_ref()))
+}
+
+fn load_raw(path: &Path, create: bool) -> Result<Option<Vec<u8>>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
@@ -76,9 +103,7 @@ fn load_key(path: &Path, create: bool) -> Result<Option<LessSafeKey>> {
                 path.display()
             ))
         })?;
-    let key = UnboundKey::new(&CHACHA20_POLY1305, &raw)
-        .map_err(|_| Error::Invalid("the secrets key is unusable".into()))?;
-    Ok(Some(LessSafeKey::new(key)))
+    Ok(Some(raw))
 }
 
 fn seal(key: &LessSafeKey, name: &str, value: &str) -> Result<String> {
@@ -237,6 +262,21 @@ mod tests {
         assert_eq!(secret(&db, "smtp_password").unwrap(), None);
         set_secret(&db, "smtp_password", "").unwrap();
         assert!(!has_secret(&db, "smtp_password").unwrap());
+    }
+
+    #[test]
+    fn derived_tokens_need_the_key_and_differ_by_purpose_and_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("lab.db"), Synchronous::Normal).unwrap();
+        let db = s.connect().unwrap();
+        let a = derive_token(&db, "reset", b"n1").unwrap();
+        assert_eq!(a.len(), 64);
+        assert_eq!(derive_token(&db, "reset", b"n1").unwrap(), a);
+        assert_ne!(derive_token(&db, "reset", b"n2").unwrap(), a);
+        assert_ne!(derive_token(&db, "other", b"n1").unwrap(), a);
+        // Another key file (a backup restored elsewhere): another token.
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        assert_ne!(derive_token(&db, "reset", b"n1").unwrap(), a);
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn transport(smtp: &Smtp) -> Result<SmtpTransport, String> {
 /// the email is composed for delivery (`deliver`), never in the outbox.
 pub const RESET_TOKEN_MARK: &str = "{reset-token}";
 
-/// The payload key naming the reset row (by its token hash) of a reset email.
+/// The payload key holding a reset email's nonce (`reset_token`).
 const RESET_KEY: &str = "reset";
 
 /// SHA-256 of a password-reset token: what `password_resets.token_hash` holds.
@@ -170,19 +170,22 @@ pub fn reset_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// The reset token of `nonce`, made with the lab's key file (`store::derive_token`): the
+/// database and the outbox hold the nonce and the token's hash, neither of which opens a
+/// reset page, and every delivery attempt makes the same link.
+pub fn reset_token(conn: &Connection, nonce: &[u8]) -> store::Result<String> {
+    store::derive_token(conn, "password-reset", nonce)
+}
+
 /// The outbox payload of a password-reset email whose link is made at delivery: the
-/// rendered email with `RESET_TOKEN_MARK` where the token goes, and the hash naming its
-/// `password_resets` row (a hash without a known token: the link works only once sent).
-pub fn reset_payload(email: &Email, row_hash: &[u8]) -> String {
+/// rendered email with `RESET_TOKEN_MARK` where the token goes, and the nonce.
+pub fn reset_payload(email: &Email, nonce: &[u8]) -> String {
     let mut v = serde_json::to_value(email).expect("an email serialises");
-    v[RESET_KEY] = serde_json::Value::String(hex::encode(row_hash));
+    v[RESET_KEY] = serde_json::Value::String(hex::encode(nonce));
     v.to_string()
 }
 
-/// Delivers an outbox email row. A reset email gets its token now: a fresh one whose
-/// hash replaces the row's (in `password_resets` and in the payload, committed before
-/// the send), so the outbox and every copy of the database only ever hold hashes. A
-/// retry makes a new token and the earlier one stops working.
+/// Delivers an outbox email row; a reset email gets its link's token now.
 pub fn deliver(conn: &Connection, smtp: &Smtp, row: &store::OutboxRow) -> Outcome {
     let key = message_key(row.id, row.created_at, &row.payload);
     let value: serde_json::Value = match serde_json::from_str(&row.payload) {
@@ -193,58 +196,19 @@ pub fn deliver(conn: &Connection, smtp: &Smtp, row: &store::OutboxRow) -> Outcom
         Ok(e) => e,
         Err(e) => return Outcome::Permanent(format!("bad payload: {e}")),
     };
-    if let Some(old) = value.get(RESET_KEY).and_then(|v| v.as_str()) {
-        // No token is made while no server could take it.
-        if smtp.host.is_empty() || smtp.from.is_empty() {
-            return send(smtp, &email, &key);
-        }
-        match issue_reset_token(conn, row.id, &value, old) {
-            Ok(Some(token)) => {
+    if let Some(nonce) = value.get(RESET_KEY).and_then(|v| v.as_str()) {
+        let Ok(nonce) = hex::decode(nonce) else {
+            return Outcome::Permanent("bad payload: reset nonce".into());
+        };
+        match reset_token(conn, &nonce) {
+            Ok(token) => {
                 email.text = email.text.replace(RESET_TOKEN_MARK, &token);
                 email.html = email.html.replace(RESET_TOKEN_MARK, &token);
-            }
-            Ok(None) => {
-                return Outcome::Permanent(
-                    "the reset link was used, replaced or expired before it could be sent".into(),
-                )
             }
             Err(e) => return Outcome::Retry(format!("cannot make the reset link: {e}")),
         }
     }
     send(smtp, &email, &key)
-}
-
-/// Replaces the reset row named by `old` (hex hash) with a fresh token's hash, in the
-/// reset table and in the outbox row, in one transaction. `None` when the reset is no
-/// longer live.
-fn issue_reset_token(
-    conn: &Connection,
-    row_id: i64,
-    payload: &serde_json::Value,
-    old: &str,
-) -> store::Result<Option<String>> {
-    let Ok(old) = hex::decode(old) else {
-        return Ok(None);
-    };
-    let token = crate::broker::random_hex(32);
-    let new = reset_token_hash(&token);
-    let tx = conn.unchecked_transaction()?;
-    let changed = tx.execute(
-        "UPDATE password_resets SET token_hash = ?2
-         WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?3",
-        rusqlite::params![old, new, store::now()],
-    )?;
-    if changed == 0 {
-        return Ok(None);
-    }
-    let mut payload = payload.clone();
-    payload[RESET_KEY] = serde_json::Value::String(hex::encode(&new));
-    tx.execute(
-        "UPDATE outbox SET payload = ?2 WHERE id = ?1",
-        rusqlite::params![row_id, payload.to_string()],
-    )?;
-    tx.commit()?;
-    Ok(Some(token))
 }
 
 /// Sends one email; `key` is its `message_key`.

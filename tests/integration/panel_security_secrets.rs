@@ -2,7 +2,7 @@
 //! secret are sealed with a key file the database copies do not hold (old clear values
 //! sealed at start), the downloaded backup holds no secret, no board password material
 //! and no usable token, a new SMTP server forgets the stored password, password-reset
-//! links exist only in the sent email (the outbox and the database hold hashes), and
+//! links exist only in the sent email (the outbox holds a nonce, the database a hash), and
 //! board passwords are argon2id (older SHA-256 ones wrapped, and still working).
 
 use crate::common::browser::Browser;

@@ -1,5 +1,6 @@
-//! "Forgot your password?": a panel user asks for a link by email; the link (a random
-//! token, of which only SHA-256 is stored) works once, for 30 minutes, and ends the
+//! "Forgot your password?": a panel user asks for a link by email; the link (a token made
+//! from a random nonce with the lab's key file, of which only SHA-256 is stored, the
+//! outbox holding the nonce) works once, for 30 minutes, and ends the
 //! member's sessions when it sets the new password. The answer to a request never says
 //! whether the address has an account; the email is an outbox row written in the same
 //! transaction as the token, and the sync worker sends it.
@@ -170,13 +171,14 @@ pub fn request_reset(
         );
         return Ok(None);
     }
-    // No token yet: the row is named by a hash nobody knows a token for, and the sync
-    // worker makes the token when it sends the email (sync::email::deliver), so the
-    // outbox never holds a live link.
-    let placeholder = crate::broker::random_bytes(32);
+    // The token is made from a nonce with the lab's key file, here for its hash and again
+    // by the sync worker when it sends the email (sync::email::deliver): the outbox holds
+    // the nonce, the table the hash, and no copy of the database a live link.
+    let nonce = crate::broker::random_bytes(32);
+    let token = email::reset_token(&tx, &nonce)?;
     tx.execute(
         "INSERT INTO password_resets (token_hash, member_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![placeholder, account.member_id, now, now + VALID_S],
+        params![token_hash(&token), account.member_id, now, now + VALID_S],
     )?;
     let lang = language
         .as_deref()
@@ -198,7 +200,7 @@ pub fn request_reset(
     store::enqueue_until(
         &tx,
         store::OutboxKind::Email,
-        &email::reset_payload(&mail, &placeholder),
+        &email::reset_payload(&mail, &nonce),
         None,
         now,
         Some(now + VALID_S),
