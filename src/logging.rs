@@ -14,6 +14,52 @@
 
 use std::io::Write;
 
+/// At most `burst` log lines a minute for one kind of event (a flood must not fill the
+/// journal or cost a write per packet). When a new minute starts after lines were held
+/// back, `allow` hands their count to the caller's summary line.
+#[derive(Debug)]
+pub struct Burst {
+    burst: u32,
+    window: Option<std::time::Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Burst {
+    pub const fn new(burst: u32) -> Burst {
+        Burst {
+            burst,
+            window: None,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether this event may be logged; `summary(n)` runs first when the last minute
+    /// held `n` lines back.
+    pub fn allow(&mut self, summary: impl FnOnce(u64)) -> bool {
+        let now = std::time::Instant::now();
+        match self.window {
+            Some(start) if now.duration_since(start) < std::time::Duration::from_secs(60) => {}
+            _ => {
+                if self.suppressed > 0 {
+                    summary(self.suppressed);
+                }
+                self.window = Some(now);
+                self.logged = 0;
+                self.suppressed = 0;
+            }
+        }
+        if self.logged < self.burst {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
 pub fn init(level: log::LevelFilter) {
     let mut b = env_logger::Builder::new();
     b.filter_level(level)

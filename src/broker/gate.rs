@@ -130,7 +130,7 @@ struct State {
     failures: HashMap<IpAddr, Failures>,
     next_token: u64,
     /// Rate limit for ACL refusal lines.
-    acl_log: LogLimit,
+    acl_log: AclLog,
 }
 
 struct Failures {
@@ -142,40 +142,22 @@ struct Failures {
     throttled: u64,
 }
 
-/// At most `BURST` lines per minute, then one summary line.
-#[derive(Default)]
-struct LogLimit {
-    window: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
+/// ACL and connection refusals: at most 10 lines a minute, then one summary line.
+struct AclLog(crate::logging::Burst);
+
+impl Default for AclLog {
+    fn default() -> AclLog {
+        AclLog(crate::logging::Burst::new(10))
+    }
 }
 
-impl LogLimit {
-    const BURST: u32 = 10;
-
+impl AclLog {
     fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        match self.window {
-            Some(start) if now.duration_since(start) < Duration::from_secs(60) => {}
-            _ => {
-                if self.suppressed > 0 {
-                    log::warn!(
-                        "{} more MQTT ACL refusals in the last minute (see fabgate_mqtt_refused_total)",
-                        self.suppressed
-                    );
-                }
-                self.window = Some(now);
-                self.logged = 0;
-                self.suppressed = 0;
-            }
-        }
-        if self.logged < Self::BURST {
-            self.logged += 1;
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
+        self.0.allow(|n| {
+            log::warn!(
+                "{n} more MQTT ACL refusals in the last minute (see fabgate_mqtt_refused_total)"
+            )
+        })
     }
 }
 

@@ -277,40 +277,25 @@ impl BoardLink {
 
 /// Logs dropped messages without letting a flooding client fill the SD card with logs:
 /// at most `BURST` lines per minute, then one summary line.
-#[derive(Default)]
-struct LogLimiter {
-    window: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
-}
+/// Dropped board messages: at most 20 lines a minute, then one summary line.
+struct LogLimiter(crate::logging::Burst);
 
-const BURST: u32 = 20;
+impl Default for LogLimiter {
+    fn default() -> LogLimiter {
+        LogLimiter(crate::logging::Burst::new(20))
+    }
+}
 
 impl LogLimiter {
     fn warn(&mut self, topic: &str, reason: &DropReason) {
-        let now = Instant::now();
-        match self.window {
-            Some(start) if now.duration_since(start) < Duration::from_secs(60) => {}
-            _ => {
-                if self.suppressed > 0 {
-                    log::warn!(
-                        "{} more malformed board messages dropped in the last minute",
-                        self.suppressed
-                    );
-                }
-                self.window = Some(now);
-                self.logged = 0;
-                self.suppressed = 0;
-            }
-        }
-        if self.logged < BURST {
-            self.logged += 1;
+        let allowed = self
+            .0
+            .allow(|n| log::warn!("{n} more malformed board messages dropped in the last minute"));
+        if allowed {
             log::warn!(
                 "dropped message on {:?}: {reason}",
                 super::messages::truncate(topic, 80)
             );
-        } else {
-            self.suppressed += 1;
         }
     }
 }

@@ -85,24 +85,13 @@ fn generate(cert: &Path, key: &Path, names: &[String]) -> Result<(), TlsError> {
         std::fs::create_dir_all(dir).map_err(|e| TlsError::Generate(e.to_string()))?;
     }
     std::fs::write(cert, made.cert.pem()).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(key, made.signing_key.serialize_pem().as_bytes())
+    crate::passwords::write_private(key, made.signing_key.serialize_pem().as_bytes())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     log::info!(
         "panel: made a self-signed HTTPS certificate {}",
         cert.display()
     );
     Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
 }
 
 /// What every client is held to (`[web]` keys; `/metrics` gets its own, smaller ones).
